@@ -1,0 +1,40 @@
+# sed-lightning — `make train` and `make test` are all a fresh machine needs.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: help install train test test-all lint format clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install the package with dev tools (idempotent)
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: install  ## train + test the default experiment on built-in generated data (ARGS="key=value ...")
+	$(PY) -m sed_lightning.train $(ARGS)
+
+test: install  ## run the test suite (slow tests excluded)
+	$(PY) -m pytest $(ARGS)
+
+test-all: install  ## run every test, slow ones included
+	$(PY) -m pytest -m "" $(ARGS)
+
+lint: install  ## ruff lint + format check
+	$(VENV)/bin/ruff check sed_lightning tests
+	$(VENV)/bin/ruff format --check sed_lightning tests
+
+format: install  ## ruff autofix + format
+	$(VENV)/bin/ruff check --fix sed_lightning tests
+	$(VENV)/bin/ruff format sed_lightning tests
+
+clean:  ## remove caches and outputs (keeps .venv and data_cache)
+	rm -rf outputs multirun .pytest_cache .ruff_cache

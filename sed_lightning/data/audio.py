@@ -1,0 +1,113 @@
+"""Audio file I/O: loading (soundfile, no FFmpeg), resampling, saving, length fixing.
+
+All audio inside the framework is ``float32`` in ``[-1, 1]``, mono, at the configured
+sample rate (16 kHz by default).
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional
+
+__all__ = ["AudioError", "fix_length", "load_audio", "resample", "save_audio"]
+
+
+class AudioError(ValueError):
+    """An audio file is missing, unreadable, empty or holds non-finite samples.
+
+    The message always names the offending file.
+    """
+
+
+def load_audio(path: str | PathLike, sample_rate: int = 16000, mono: bool = True) -> np.ndarray:
+    """Read an audio file (wav/flac/ogg, anything libsndfile reads) as float32.
+
+    Multichannel audio is downmixed by averaging the channels when ``mono`` is true.
+    The signal is resampled to ``sample_rate`` when the file's rate differs.
+
+    Parameters
+    ----------
+    path
+        Audio file.
+    sample_rate
+        Target sample rate in Hz.
+    mono
+        Downmix to a single channel.
+
+    Returns
+    -------
+    np.ndarray
+        ``float32`` samples.
+
+    Shape:
+        ``(n_samples,)`` when ``mono``; ``(n_channels, n_samples)`` otherwise.
+
+    Raises
+    ------
+    AudioError
+        The file is missing, cannot be decoded, has no samples, or holds NaN/inf.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+    try:
+        data, file_rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+        raise AudioError(f"{path}: cannot read audio ({err})") from err
+    if data.shape[0] == 0:
+        raise AudioError(f"{path}: audio file has no samples")
+    if not np.isfinite(data).all():
+        raise AudioError(f"{path}: audio contains NaN or infinite samples")
+    audio = data.T  # (n_channels, n_samples)
+    if mono:
+        audio = audio.mean(axis=0)
+    if file_rate != sample_rate:
+        audio = resample(audio, file_rate, sample_rate)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def resample(audio: np.ndarray, orig_rate: int, new_rate: int) -> np.ndarray:
+    """Resample along the last axis with :func:`torchaudio.functional.resample`.
+
+    Shape:
+        ``(..., n_samples)`` -> ``(..., ceil(n_samples * new_rate / orig_rate))``.
+    """
+    if orig_rate == new_rate:
+        return audio.astype(np.float32, copy=False)
+    waveform = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    out = torchaudio.functional.resample(waveform, int(orig_rate), int(new_rate))
+    return out.numpy()
+
+
+def save_audio(path: str | PathLike, audio: np.ndarray, sample_rate: int) -> None:
+    """Write a 16-bit PCM WAV file, clipping to ``[-1, 1]`` and creating parent folders.
+
+    Shape:
+        audio: ``(n_samples,)`` or ``(n_channels, n_samples)``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.clip(np.asarray(audio, dtype=np.float32), -1.0, 1.0)
+    if data.ndim == 2:
+        data = data.T  # soundfile wants (n_samples, n_channels)
+    sf.write(path, data, int(sample_rate), subtype="PCM_16", format="WAV")
+
+
+def fix_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
+    """Zero-pad at the end or crop the last axis to exactly ``n_samples``.
+
+    Shape:
+        ``(..., n)`` -> ``(..., n_samples)``.
+    """
+    if n_samples < 0:
+        raise ValueError(f"n_samples must be >= 0, got {n_samples}")
+    current = audio.shape[-1]
+    if current >= n_samples:
+        return audio[..., :n_samples]
+    pad = [(0, 0)] * (audio.ndim - 1) + [(0, n_samples - current)]
+    return np.pad(audio, pad)

@@ -1,0 +1,646 @@
+"""Synthetic soundscapes: isolated event sources placed over a background.
+
+A clip is a background (e.g. :func:`~.procedural.generate_background`) plus a few
+events drawn from an :class:`~.sources.EventBank` split, each scaled to a random
+event-to-background ratio (EBR). Because the placement is known, the clip comes with
+exact strong labels; dropping the times gives weak labels, dropping everything gives
+unlabeled data.
+
+Layout of one synthesised set (``out_root/<name>/``)::
+
+    audio/<name>_<k:05d>.wav   16-bit PCM mono clips
+    durations.tsv              filename, duration (every clip)
+    truth.tsv                  full strong labels + source provenance; for analysis and
+                               tests only, never read by training
+    strong.tsv, weak.tsv       kind "strong": both (weak derived from strong)
+    weak.tsv                   kind "weak": labels without times
+                               kind "unlabeled": no label file
+    manifest.json              spec, config, bank, classes, hash; written last
+
+TSV filenames are relative to ``audio/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from sed_lightning.data.audio import save_audio
+from sed_lightning.data.procedural import BACKGROUND_RMS, FADE_SECONDS, generate_background
+from sed_lightning.data.sources import SPLITS, EventBank, EventSource
+from sed_lightning.data.tsv import (
+    STRONG_COLUMNS,
+    strong_to_weak,
+    write_durations_tsv,
+    write_strong_tsv,
+    write_weak_tsv,
+)
+
+__all__ = [
+    "KINDS",
+    "TRUTH_COLUMNS",
+    "SetSpec",
+    "SoundscapeConfig",
+    "candidate_pieces",
+    "synthesize_clip",
+    "synthesize_dataset",
+    "synthesize_set",
+]
+
+log = logging.getLogger(__name__)
+
+KINDS = ("strong", "weak", "unlabeled")
+#: truth.tsv columns: strong labels, then where each event came from.
+TRUTH_COLUMNS = (*STRONG_COLUMNS, "source", "source_onset", "source_offset", "ebr_db")
+LABEL_FILES = {"strong": ("strong.tsv", "weak.tsv"), "weak": ("weak.tsv",), "unlabeled": ()}
+PEAK_LIMIT = 0.99
+#: Bump when the synthesis changes, so cached sets are regenerated.
+SYNTHESIS_VERSION = 2
+_MAX_TRIES = 20  # candidate draws per event before giving up on a non-overlapping slot
+# Events of the same class never overlap nor touch, even with allow_overlap: two overlapping
+# "speech" labels are one ambiguous event (sed_eval and sed_scores_eval reject them). They
+# stay at least this far apart (seconds).
+SAME_CLASS_GAP = 0.2
+
+BackgroundFn = Callable[[float, np.random.Generator, int], np.ndarray]
+
+
+@dataclass
+class SoundscapeConfig:
+    """How clips are mixed.
+
+    Attributes
+    ----------
+    clip_duration
+        Seconds per clip.
+    sample_rate
+        Hz; must equal the event bank's.
+    min_events, max_events
+        Number of events per clip, drawn uniformly in ``[min_events, max_events]``.
+    ebr_db
+        Event-to-background ratio range (dB), drawn uniformly per event: event RMS
+        over its extent vs background RMS over the same extent.
+    allow_overlap
+        Whether events may overlap in time.
+    max_event_duration
+        Seconds; sources longer than this (or than the clip) are cut into equal pieces
+        that fit, each piece being a candidate event. ``None``: the clip length.
+    """
+
+    clip_duration: float = 10.0
+    sample_rate: int = 16000
+    min_events: int = 1
+    max_events: int = 3
+    ebr_db: tuple[float, float] = (6.0, 15.0)
+    allow_overlap: bool = True
+    max_event_duration: float | None = None
+
+    def __post_init__(self) -> None:
+        # Normalise types (e.g. Hydra lists, ints for floats) so manifests hash stably.
+        self.clip_duration = float(self.clip_duration)
+        self.sample_rate, self.min_events = int(self.sample_rate), int(self.min_events)
+        self.max_events, self.allow_overlap = int(self.max_events), bool(self.allow_overlap)
+        self.ebr_db = (float(self.ebr_db[0]), float(self.ebr_db[1]))
+        if self.max_event_duration is not None:
+            self.max_event_duration = float(self.max_event_duration)
+        if self.clip_duration <= 0 or self.sample_rate <= 0:
+            raise ValueError("clip_duration and sample_rate must be positive")
+        if not 0 <= self.min_events <= self.max_events:
+            raise ValueError(f"need 0 <= min_events <= max_events, got {self}")
+        if self.ebr_db[0] > self.ebr_db[1]:
+            raise ValueError(f"ebr_db must be (low, high), got {self.ebr_db}")
+        if self.max_event_duration is not None and self.max_event_duration <= 0:
+            raise ValueError(f"max_event_duration must be positive, got {self.max_event_duration}")
+
+    @property
+    def n_samples(self) -> int:
+        """Samples per clip."""
+        return int(round(self.clip_duration * self.sample_rate))
+
+    @property
+    def max_piece_samples(self) -> int:
+        """Longest candidate event, in samples."""
+        if self.max_event_duration is None:
+            return self.n_samples
+        return min(self.n_samples, int(round(self.max_event_duration * self.sample_rate)))
+
+
+@dataclass
+class SetSpec:
+    """One synthesised set.
+
+    Attributes
+    ----------
+    name
+        Folder name and clip-name prefix, e.g. ``"train_strong"``.
+    kind
+        Label file the set exposes: ``"strong"``, ``"weak"`` or ``"unlabeled"``.
+    source_split
+        Event-bank split(s) feeding it. ``"test"`` cannot be combined with other
+        splits, so test sources never mix into training or validation sets.
+    n_clips
+        Number of clips.
+    seed
+        Clip ``k`` depends only on ``(seed, k)``, the sources and the config.
+    """
+
+    name: str
+    kind: str
+    source_split: str | list[str]
+    n_clips: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"set {self.name!r}: kind {self.kind!r} not in {list(KINDS)}")
+        self.n_clips, self.seed = int(self.n_clips), int(self.seed)
+        if not isinstance(self.source_split, str):
+            self.source_split = [str(s) for s in self.source_split]
+        splits = [self.source_split] if isinstance(self.source_split, str) else self.source_split
+        unknown = sorted(set(splits) - set(SPLITS))
+        if unknown or not splits:
+            raise ValueError(f"set {self.name!r}: bad source split(s) {splits}; known {SPLITS}")
+        if "test" in splits and len(set(splits)) > 1:
+            raise ValueError(f"set {self.name!r}: test sources cannot be mixed with {splits}")
+        if self.n_clips < 0:
+            raise ValueError(f"set {self.name!r}: n_clips must be >= 0")
+
+    @property
+    def splits(self) -> list[str]:
+        """``source_split`` as a list of unique split names, in train/validation/test order."""
+        splits = [self.source_split] if isinstance(self.source_split, str) else self.source_split
+        return sorted(set(splits), key=SPLITS.index)
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A candidate event: (part of) source ``source`` starting at sample ``start``."""
+
+    audio: np.ndarray
+    label: str
+    source: int
+    start: int
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """An event placed in a clip (sample indices, end exclusive)."""
+
+    piece: int
+    start: int
+    stop: int
+    ebr_db: float
+
+
+# ------------------------------------------------------------------------- pieces
+
+
+def _fade(audio: np.ndarray, n_fade: int, head: bool, tail: bool) -> np.ndarray:
+    """Copy of ``audio`` with raised-cosine fades on the chosen ends. Shape kept."""
+    out = np.array(audio, dtype=np.float32)
+    n_fade = min(n_fade, len(out) // 2)
+    ramp = np.sin(np.linspace(0, np.pi / 2, n_fade)) ** 2
+    if head and n_fade:
+        out[:n_fade] *= ramp
+    if tail and n_fade:
+        out[len(out) - n_fade :] *= ramp[::-1]
+    return out
+
+
+def _cut_pieces(sources: Sequence[tuple[np.ndarray, str]], cfg: SoundscapeConfig) -> list[_Piece]:
+    """Cut sources longer than ``cfg.max_piece_samples`` into equal consecutive pieces.
+
+    Cut edges get ~5 ms fades; sources that fit are used whole (not copied).
+    """
+    max_len = cfg.max_piece_samples
+    n_fade = int(FADE_SECONDS * cfg.sample_rate)
+    pieces = []
+    for index, (audio, label) in enumerate(sources):
+        length = len(audio)
+        if length <= max_len:
+            pieces.append(_Piece(audio, label, index, 0))
+            continue
+        bounds = np.linspace(0, length, -(-length // max_len) + 1).round().astype(int)
+        for j, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+            piece = _fade(audio[lo:hi], n_fade, head=j > 0, tail=hi < length)
+            pieces.append(_Piece(piece, label, index, int(lo)))
+    return pieces
+
+
+def candidate_pieces(
+    sources: Sequence[tuple[np.ndarray, str]], cfg: SoundscapeConfig
+) -> list[tuple[np.ndarray, str]]:
+    """The candidate events :func:`synthesize_clip` draws from, in order.
+
+    Equal to ``sources`` when every source fits in ``cfg.max_piece_samples``; longer
+    sources are replaced by their pieces. Indices in ``placements`` refer to this list.
+    """
+    return [(p.audio, p.label) for p in _cut_pieces(sources, cfg)]
+
+
+# ---------------------------------------------------------------------- placement
+
+
+def _free_starts(occupied: list[tuple[int, int]], length: int, n: int) -> list[tuple[int, int]]:
+    """Start ranges ``[lo, hi)`` where ``length`` samples fit in ``n`` without overlap."""
+    last_start = n - length + 1  # exclusive bound
+    free, lo = [], 0
+    for start, stop in sorted(occupied):
+        hi = min(start - length + 1, last_start)
+        if hi > lo:
+            free.append((lo, hi))
+        lo = max(lo, stop)
+    if last_start > lo:
+        free.append((lo, last_start))
+    return free
+
+
+def _draw_start(free: list[tuple[int, int]], rng: np.random.Generator) -> int:
+    """Uniform start sample over the union of ``free`` ranges."""
+    sizes = np.array([hi - lo for lo, hi in free])
+    r = int(rng.integers(sizes.sum()))
+    which = int(np.searchsorted(np.cumsum(sizes), r, side="right"))
+    return free[which][0] + r - int(sizes[:which].sum())
+
+
+def _occupied(
+    plan: list[tuple[int, int]], pieces: list[_Piece], label: str, cfg: SoundscapeConfig
+) -> list[tuple[int, int]]:
+    """Sample spans a new ``label`` event may not overlap: same-class events (with the
+    gap) always, every event when ``allow_overlap`` is false."""
+    gap = int(round(SAME_CLASS_GAP * cfg.sample_rate))
+    spans = []
+    for i, start in plan:
+        stop = start + len(pieces[i].audio)
+        if pieces[i].label == label:
+            spans.append((max(0, start - gap), stop + gap))
+        elif not cfg.allow_overlap:
+            spans.append((start, stop))
+    return spans
+
+
+def _random_plan(
+    pieces: list[_Piece], cfg: SoundscapeConfig, rng: np.random.Generator
+) -> list[tuple[int, int]]:
+    """Draw ``(piece index, start sample)`` pairs: class first (uniform), then a piece.
+
+    Without overlap, a candidate that cannot fit anywhere is redrawn (up to
+    ``_MAX_TRIES`` times) and the event is dropped if none fits.
+    """
+    n = cfg.n_samples
+    n_events = int(rng.integers(cfg.min_events, cfg.max_events + 1))
+    if not pieces:
+        if n_events:
+            raise ValueError("no candidate events to place")
+        return []
+    labels = sorted({p.label for p in pieces})
+    by_label = {lab: [i for i, p in enumerate(pieces) if p.label == lab] for lab in labels}
+    plan: list[tuple[int, int]] = []
+    for _ in range(n_events):
+        for _try in range(_MAX_TRIES):
+            options = by_label[labels[int(rng.integers(len(labels)))]]
+            index = options[int(rng.integers(len(options)))]
+            length = len(pieces[index].audio)
+            free = _free_starts(_occupied(plan, pieces, pieces[index].label, cfg), length, n)
+            if free:
+                plan.append((index, _draw_start(free, rng)))
+                break
+        else:
+            log.debug("no room for another non-overlapping event; clip keeps %d", len(plan))
+    return plan
+
+
+def _given_plan(
+    pieces: list[_Piece], placements: Sequence[tuple[int, float]], cfg: SoundscapeConfig
+) -> list[tuple[int, int]]:
+    """Validate explicit ``(piece index, onset seconds)`` placements; return samples."""
+    n = cfg.n_samples
+    plan: list[tuple[int, int]] = []
+    for index, onset in placements:
+        if not 0 <= index < len(pieces):
+            raise ValueError(f"placement index {index} out of range ({len(pieces)} candidates)")
+        start = int(round(onset * cfg.sample_rate))
+        if not 0 <= start < n:
+            raise ValueError(f"placement onset {onset} s outside the clip [0, {cfg.clip_duration})")
+        stop = min(start + len(pieces[index].audio), n)
+        if any(
+            start < e and s < stop for s, e in _occupied(plan, pieces, pieces[index].label, cfg)
+        ):
+            raise ValueError(
+                f"placement ({index}, {onset}) overlaps another event"
+                f" (same-class events stay {SAME_CLASS_GAP} s apart)"
+            )
+        plan.append((index, start))
+    return plan
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+# ------------------------------------------------------------------------- mixing
+
+
+def _mix(
+    pieces: list[_Piece],
+    background: np.ndarray,
+    cfg: SoundscapeConfig,
+    rng: np.random.Generator,
+    placements: Sequence[tuple[int, float]] | None,
+) -> tuple[np.ndarray, list[_Placed]]:
+    """Mix planned pieces into the background at random EBRs; see :func:`synthesize_clip`."""
+    n = cfg.n_samples
+    if background.shape != (n,):
+        raise ValueError(f"background has shape {background.shape}, expected ({n},)")
+    if placements is None:
+        plan = _random_plan(pieces, cfg, rng)
+    else:
+        plan = _given_plan(pieces, placements, cfg)
+    mixture = background.astype(np.float64)
+    placed = []
+    for index, start in plan:
+        stop = min(start + len(pieces[index].audio), n)
+        event = pieces[index].audio[: stop - start]
+        event_rms = _rms(event)
+        if event_rms == 0:
+            log.debug("skipping silent candidate %d", index)
+            continue
+        reference = _rms(background[start:stop]) or BACKGROUND_RMS
+        ebr = float(rng.uniform(*cfg.ebr_db))
+        mixture[start:stop] += event * (reference * 10 ** (ebr / 20) / event_rms)
+        placed.append(_Placed(index, start, stop, ebr))
+    peak = np.max(np.abs(mixture))
+    if peak > PEAK_LIMIT:
+        mixture *= PEAK_LIMIT / peak
+    placed.sort(key=lambda p: (p.start, p.stop))
+    return mixture.astype(np.float32), placed
+
+
+def synthesize_clip(
+    sources: list[tuple[np.ndarray, str]],
+    background: np.ndarray,
+    cfg: SoundscapeConfig,
+    rng: np.random.Generator,
+    placements: list[tuple[int, float]] | None = None,
+) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """Mix events into a background and return the clip with its strong labels.
+
+    Sources longer than ``cfg.max_piece_samples`` are first cut into pieces (see
+    :func:`candidate_pieces`). Random mode draws the number of events in
+    ``[min_events, max_events]``, for each a class uniformly then one of its pieces,
+    and a uniform start where the whole piece fits (not overlapping earlier events
+    when ``allow_overlap`` is false; pieces that cannot fit are redrawn, then dropped).
+    Each event is scaled to an EBR drawn uniformly from ``cfg.ebr_db`` relative to the
+    background RMS over the event's extent (:data:`BACKGROUND_RMS` where the background
+    is digital silence). If the mixture's peak exceeds 0.99 the whole clip is scaled
+    down; labels are unaffected.
+
+    Parameters
+    ----------
+    sources
+        ``(audio, label)`` pairs at ``cfg.sample_rate``.
+    background
+        The clip's background.
+    cfg
+        Mixing configuration.
+    rng
+        Source of all randomness.
+    placements
+        Explicit ``(candidate index, onset seconds)`` pairs used instead of random
+        draws; a piece running past the clip end is cropped (label clipped too).
+
+    Returns
+    -------
+    mixture
+        ``float32`` clip.
+    events
+        ``(onset, offset, label)`` in seconds, the placed pieces' exact extents,
+        sorted by onset.
+
+    Shape:
+        background, mixture: ``(cfg.n_samples,)``; each source audio ``(n_i,)``.
+
+    Raises
+    ------
+    ValueError
+        Wrong background length; placements out of range or overlapping while
+        ``allow_overlap`` is false.
+    """
+    pieces = _cut_pieces(sources, cfg)
+    mixture, placed = _mix(pieces, background, cfg, rng, placements)
+    sr = cfg.sample_rate
+    return mixture, [(p.start / sr, p.stop / sr, pieces[p.piece].label) for p in placed]
+
+
+# --------------------------------------------------------------------------- sets
+
+
+def _fingerprint(sources: Sequence[EventSource], root: Path) -> str:
+    listing = [(str(s.path.relative_to(root)), s.label, s.duration, s.split) for s in sources]
+    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+
+
+def _manifest(
+    bank: EventBank,
+    spec: SetSpec,
+    cfg: SoundscapeConfig,
+    sources: Sequence[EventSource],
+    background_fn: BackgroundFn,
+) -> dict:
+    """Everything that determines the set's content, plus its hash."""
+    content = {
+        "synthesis_version": SYNTHESIS_VERSION,
+        "spec": dataclasses.asdict(spec),
+        "config": dataclasses.asdict(cfg),
+        "bank_root": str(bank.root),
+        "class_names": list(bank.class_names),
+        "source_splits": spec.splits,
+        "n_sources": len(sources),
+        "sources_sha256": _fingerprint(sources, bank.root),
+        "background_fn": _callable_name(background_fn),
+        "label_files": list(LABEL_FILES[spec.kind]),
+    }
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+    return {**content, "hash": digest}
+
+
+def _callable_name(fn: Callable) -> str:
+    """Stable description of a callable: ``module.qualname``, partials with their args."""
+    if isinstance(fn, functools.partial):
+        return (
+            f"partial({_callable_name(fn.func)}, *{fn.args!r}, **{sorted(fn.keywords.items())!r})"
+        )
+    if hasattr(fn, "__qualname__"):
+        return f"{fn.__module__}.{fn.__qualname__}"
+    return repr(fn)
+
+
+def _is_cached(out_dir: Path, manifest: dict, n_clips: int) -> bool:
+    """True if a complete set with the same hash is already in ``out_dir``."""
+    path = out_dir / "manifest.json"
+    if not path.is_file():
+        return False
+    try:
+        stored = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return False
+    expected = ["durations.tsv", "truth.tsv", *manifest["label_files"]]
+    audio_dir = out_dir / "audio"
+    n_audio = len(list(audio_dir.glob("*.wav"))) if audio_dir.is_dir() else 0
+    return (
+        stored.get("hash") == manifest["hash"]
+        and all((out_dir / f).is_file() for f in expected)
+        and n_audio == n_clips
+    )
+
+
+def _clear(out_dir: Path) -> None:
+    """Remove outputs of a previous (different or interrupted) run, manifest first."""
+    (out_dir / "manifest.json").unlink(missing_ok=True)
+    if (out_dir / "audio").is_dir():
+        shutil.rmtree(out_dir / "audio")
+    for name in ("durations.tsv", "truth.tsv", "strong.tsv", "weak.tsv"):
+        (out_dir / name).unlink(missing_ok=True)
+
+
+def _write_labels(
+    out_dir: Path, truth: pd.DataFrame, durations: dict[str, float], kind: str
+) -> None:
+    """Write durations.tsv, truth.tsv and the label files of ``kind``.
+
+    Clips without events have no rows in truth.tsv / strong.tsv and an empty label
+    list in weak.tsv.
+    """
+    write_durations_tsv(durations, out_dir / "durations.tsv")
+    write_strong_tsv(truth, out_dir / "truth.tsv")
+    strong = truth[list(STRONG_COLUMNS)]
+    if kind == "strong":
+        write_strong_tsv(strong, out_dir / "strong.tsv")
+    if kind in ("strong", "weak"):
+        weak = strong.copy()
+        weak.attrs["empty_files"] = sorted(set(durations) - set(strong["filename"]))
+        write_weak_tsv(strong_to_weak(weak), out_dir / "weak.tsv")
+
+
+def synthesize_set(
+    out_dir: str | PathLike,
+    bank: EventBank,
+    spec: SetSpec,
+    cfg: SoundscapeConfig,
+    background_fn: BackgroundFn = generate_background,
+) -> Path:
+    """Synthesise one set into ``out_dir`` (layout in the module docstring).
+
+    Clip ``k`` uses ``numpy.random.default_rng([spec.seed, k])`` (split into a
+    background stream and an event stream), so the set is deterministic. Sources come
+    only from ``spec.source_split`` of ``bank``. ``manifest.json`` is written last; if
+    it exists with the same hash and the outputs are complete, nothing is regenerated.
+
+    Parameters
+    ----------
+    out_dir
+        The set's folder (usually ``out_root / spec.name``).
+    bank
+        Event sources; its sample rate must equal ``cfg.sample_rate``.
+    spec
+        Which set to make.
+    cfg
+        Mixing configuration.
+    background_fn
+        ``(duration, rng, sample_rate) -> background``, like
+        :func:`~.procedural.generate_background`.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    out_dir = Path(out_dir)
+    if bank.sample_rate != cfg.sample_rate:
+        raise ValueError(f"bank sample rate {bank.sample_rate} != config {cfg.sample_rate}")
+    sources = bank.sources(spec.splits)
+    if not sources:
+        raise ValueError(f"set {spec.name!r}: no sources in split(s) {spec.splits} of {bank}")
+    manifest = _manifest(bank, spec, cfg, sources, background_fn)
+    if _is_cached(out_dir, manifest, spec.n_clips):
+        log.info("reusing %s", out_dir)
+        return out_dir
+    _clear(out_dir)
+    (out_dir / "audio").mkdir(parents=True)
+
+    pieces = _cut_pieces([(bank.load(s), s.label) for s in sources], cfg)
+    sr = cfg.sample_rate
+    rows, names = [], []
+    for k in tqdm(range(spec.n_clips), desc=f"synth {spec.name}", unit="clip"):
+        bg_rng, event_rng = np.random.default_rng([spec.seed, k]).spawn(2)
+        background = np.asarray(background_fn(cfg.clip_duration, bg_rng, sr), dtype=np.float32)
+        mixture, placed = _mix(pieces, background, cfg, event_rng, None)
+        name = f"{spec.name}_{k:05d}.wav"
+        save_audio(out_dir / "audio" / name, mixture, sr)
+        names.append(name)
+        for p in placed:
+            piece = pieces[p.piece]
+            rows.append(
+                (name, p.start / sr, p.stop / sr, piece.label)
+                + (str(sources[piece.source].path.relative_to(bank.root)),)
+                + (piece.start / sr, (piece.start + p.stop - p.start) / sr, round(p.ebr_db, 3))
+            )
+    truth = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
+    _write_labels(out_dir, truth, dict.fromkeys(names, cfg.n_samples / sr), spec.kind)
+    _write_json_atomic(out_dir / "manifest.json", manifest)
+    log.info("wrote %d %s clips (%d events) to %s", len(names), spec.kind, len(truth), out_dir)
+    return out_dir
+
+
+def _write_json_atomic(path: Path, content: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def synthesize_dataset(
+    out_root: str | PathLike,
+    bank: EventBank,
+    specs: Sequence[SetSpec],
+    cfg: SoundscapeConfig,
+    background_fn: BackgroundFn = generate_background,
+) -> dict[str, Path]:
+    """Synthesise every set of ``specs`` into ``out_root/<spec.name>/``.
+
+    Returns
+    -------
+    dict[str, Path]
+        Set name -> set folder, in ``specs`` order.
+
+    Raises
+    ------
+    ValueError
+        Two specs share a name.
+    """
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate set name(s) {duplicates}")
+    seeds = [s.seed for s in specs]
+    if len(set(seeds)) < len(seeds):
+        log.warning("several sets share a seed (%s): their backgrounds will repeat", seeds)
+    out_root = Path(out_root)
+    paths = {
+        spec.name: synthesize_set(out_root / spec.name, bank, spec, cfg, background_fn)
+        for spec in specs
+    }
+    log.info("synthetic dataset in %s: %s", out_root, ", ".join(paths))
+    return paths

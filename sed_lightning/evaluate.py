@@ -1,0 +1,83 @@
+"""Evaluate strong-label predictions from TSV files and print the metrics as JSON.
+
+Usage::
+
+    python -m sed_lightning.evaluate ref=REF.tsv est=EST.tsv \\
+        [scores=SCORES_DIR] [durations=DURATIONS.tsv] [classes=[a,b]]
+
+Prints ``event_f1``, ``segment_f1`` (and their ``*_micro`` / ``*_per_class`` variants) and, with
+``scores=``, ``psds1`` and ``psds2``. NaN values (see :mod:`sed_lightning.evaluation.metrics`) are
+printed as ``null``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from sed_lightning.data.tsv import read_durations_tsv, read_strong_tsv
+from sed_lightning.evaluation.metrics import psds_with_per_class, sed_eval_metrics
+from sed_lightning.evaluation.scores import durations_from_scores, read_scores
+from sed_lightning.evaluation.settings import PSDS_SETTINGS
+
+
+def evaluate_files(
+    ref: str | Path,
+    est: str | Path,
+    scores: str | Path | None = None,
+    durations: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+    drop_classes_without_events: bool = False,
+) -> dict[str, Any]:
+    """Compute the metrics for the given files (what the CLI prints)."""
+    reference = read_strong_tsv(ref, class_names=classes)
+    if classes is None:
+        classes = sorted(set(reference["event_label"]))
+    classes = [str(c) for c in classes]
+    estimated = read_strong_tsv(est, class_names=classes)
+    results: dict[str, Any] = {"classes": classes}
+    results.update(sed_eval_metrics(reference, estimated, classes))
+    if scores is not None:
+        score_dfs = read_scores(scores)
+        durs = read_durations_tsv(durations) if durations else durations_from_scores(score_dfs)
+        for name, setting in PSDS_SETTINGS.items():
+            value, per_class = psds_with_per_class(
+                score_dfs,
+                reference,
+                durs,
+                setting,
+                drop_classes_without_events=drop_classes_without_events,
+            )
+            results[name] = value
+            results[f"{name}_per_class"] = per_class
+    return results
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN -> None so the output is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    classes = OmegaConf.to_container(cfg.classes) if cfg.classes is not None else None
+    results = evaluate_files(
+        cfg.ref, cfg.est, cfg.scores, cfg.durations, classes, cfg.drop_classes_without_events
+    )
+    print(json.dumps(_json_safe(results), indent=2))
+
+
+if __name__ == "__main__":
+    main()

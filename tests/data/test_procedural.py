@@ -1,0 +1,167 @@
+"""Tests for sed_lightning.data.procedural: built-in event and background generators."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import signal
+
+from sed_lightning.data.procedural import (
+    BACKGROUND_RMS,
+    DEFAULT_CLASSES,
+    DURATION_RANGES,
+    EVENT_PEAK,
+    build_event_bank,
+    generate_background,
+    generate_event,
+    split_counts,
+)
+from sed_lightning.data.sources import METADATA_COLUMNS, EventBank
+
+SR = 16000
+
+
+def _rng(*seed: int) -> np.random.Generator:
+    return np.random.default_rng(list(seed))
+
+
+@pytest.mark.parametrize("label", DEFAULT_CLASSES)
+def test_event_is_deterministic_per_seed(label: str) -> None:
+    a = generate_event(label, _rng(1), duration=0.5)
+    b = generate_event(label, _rng(1), duration=0.5)
+    c = generate_event(label, _rng(2), duration=0.5)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_background_is_deterministic_per_seed() -> None:
+    np.testing.assert_array_equal(
+        generate_background(1.0, _rng(1)), generate_background(1.0, _rng(1))
+    )
+    assert not np.allclose(generate_background(1.0, _rng(1)), generate_background(1.0, _rng(2)))
+
+
+@pytest.mark.parametrize("label", DEFAULT_CLASSES)
+def test_natural_durations_follow_class_range(label: str) -> None:
+    low, high = DURATION_RANGES[label]
+    lengths = [len(generate_event(label, _rng(seed))) / SR for seed in range(4)]
+    assert all(low <= d <= high for d in lengths), lengths
+    assert len(set(lengths)) > 1  # drawn, not fixed
+
+
+@pytest.mark.parametrize("label", DEFAULT_CLASSES)
+@pytest.mark.parametrize("duration", [0.02, 0.7])
+def test_requested_duration_peak_and_fades(label: str, duration: float) -> None:
+    x = generate_event(label, _rng(0), duration=duration)
+    assert x.dtype == np.float32
+    assert x.shape == (round(duration * SR),)
+    assert np.max(np.abs(x)) == pytest.approx(EVENT_PEAK, rel=1e-5)
+    assert x[0] == 0.0 and x[-1] == 0.0  # raised-cosine fades start/end at zero
+
+
+def test_unknown_label_lists_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"'meow'.*alarm.*dog_bark"):
+        generate_event("meow", _rng(0))
+
+
+def test_background_level_and_length() -> None:
+    b = generate_background(2.5, _rng(3))
+    assert b.dtype == np.float32 and b.shape == (40000,)
+    assert np.sqrt(np.mean(b.astype(np.float64) ** 2)) == pytest.approx(BACKGROUND_RMS, rel=1e-4)
+
+
+def test_background_colour_varies_between_white_and_brown() -> None:
+    """Low/high band power ratio differs across seeds (random spectral slope)."""
+    ratios = []
+    for seed in range(8):
+        f, p = signal.welch(generate_background(2.0, _rng(seed)), SR, nperseg=1024)
+        ratios.append(p[(f > 50) & (f < 200)].mean() / p[(f > 3000) & (f < 6000)].mean())
+    assert min(ratios) < 3 and max(ratios) > 100
+
+
+def _spectral_centroid(x: np.ndarray) -> float:
+    f, p = signal.welch(x, SR, nperseg=1024)
+    return float((f * p).sum() / p.sum())
+
+
+def test_engine_and_knock_are_low_alarm_is_high() -> None:
+    for seed in range(3):
+        engine = _spectral_centroid(generate_event("engine", _rng(seed)))
+        knock = _spectral_centroid(generate_event("knock", _rng(seed)))
+        alarm = _spectral_centroid(generate_event("alarm", _rng(seed)))
+        assert engine < 400 and knock < 500
+        assert alarm > 1000
+
+
+def _features(x: np.ndarray) -> np.ndarray:
+    """16 log band energies (relative), envelope variability, median spectral flatness."""
+    _, _, stft = signal.stft(x, SR, nperseg=512, noverlap=256)
+    power = np.abs(stft) ** 2 + 1e-12
+    bands = np.log10([b.sum() for b in np.array_split(power.mean(axis=1), 16)])
+    envelope_db = 10 * np.log10(power.sum(axis=0))
+    flatness = np.exp(np.mean(np.log(power), axis=0)) / np.mean(power, axis=0)
+    return np.concatenate([bands - bands.max(), [envelope_db.std() / 10, 10 * np.median(flatness)]])
+
+
+def test_classes_are_separable_by_nearest_class_mean() -> None:
+    """Class means from seeds [0, k] classify unseen seeds [1, k] perfectly."""
+    means = {
+        label: np.mean(
+            [_features(generate_event(label, _rng(0, k), duration=1.5)) for k in range(3)], 0
+        )
+        for label in DEFAULT_CLASSES
+    }
+    for label in DEFAULT_CLASSES:
+        for k in range(3):
+            f = _features(generate_event(label, _rng(1, k), duration=1.5))
+            predicted = min(means, key=lambda c: np.linalg.norm(means[c] - f))
+            assert predicted == label
+
+
+@pytest.mark.parametrize(
+    ("n", "fractions", "expected"),
+    [
+        (40, (0.7, 0.15, 0.15), [28, 6, 6]),
+        (3, (0.7, 0.15, 0.15), [1, 1, 1]),
+        (5, (1, 0, 0), [5, 0, 0]),
+    ],
+)
+def test_split_counts(n: int, fractions: tuple[float, ...], expected: list[int]) -> None:
+    assert split_counts(n, fractions) == expected
+
+
+def test_build_event_bank_layout_and_splits(tmp_path: Path) -> None:
+    root = build_event_bank(tmp_path / "bank", class_names=("knock", "alarm"), n_per_class=4)
+
+    meta = pd.read_csv(root / "metadata.csv")
+    assert tuple(meta.columns) == METADATA_COLUMNS
+    assert meta["filename"].tolist()[:4] == [f"knock/knock_{k:03d}.wav" for k in range(4)]
+    assert meta["split"].tolist() == ["train", "train", "validation", "test"] * 2
+    bank = EventBank(root)
+    assert bank.class_names == ["alarm", "knock"]
+    for source in bank.sources("train"):
+        assert len(bank.load(source)) / SR == pytest.approx(source.duration, abs=1e-3)
+
+
+def test_build_event_bank_is_cached(tmp_path: Path) -> None:
+    root = build_event_bank(tmp_path, class_names=("knock",), n_per_class=3)
+    wav = root / "knock" / "knock_000.wav"
+    wav.write_bytes(b"marker")  # survives only if nothing is regenerated
+
+    build_event_bank(tmp_path, class_names=("knock",), n_per_class=3)
+    assert wav.read_bytes() == b"marker"
+
+    build_event_bank(tmp_path, class_names=("knock",), n_per_class=3, seed=1)
+    assert wav.read_bytes() != b"marker"
+    assert json.loads((root / "bank.json").read_text())["seed"] == 1
+
+
+def test_event_k_depends_only_on_seed_label_and_k(tmp_path: Path) -> None:
+    small = build_event_bank(tmp_path / "small", class_names=("knock",), n_per_class=3)
+    large = build_event_bank(tmp_path / "large", class_names=("alarm", "knock"), n_per_class=4)
+    name = "knock/knock_001.wav"
+    assert (small / name).read_bytes() == (large / name).read_bytes()

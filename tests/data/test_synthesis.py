@@ -1,0 +1,378 @@
+"""Tests for sed_lightning.data.synthesis (and the EventBank it reads)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sed_lightning.data.audio import load_audio
+from sed_lightning.data.procedural import generate_background
+from sed_lightning.data.sources import EventBank, EventBankError
+from sed_lightning.data.synthesis import (
+    SAME_CLASS_GAP,
+    SetSpec,
+    SoundscapeConfig,
+    candidate_pieces,
+    synthesize_clip,
+    synthesize_dataset,
+    synthesize_set,
+)
+from sed_lightning.data.tsv import (
+    read_durations_tsv,
+    read_strong_tsv,
+    read_weak_tsv,
+    strong_to_weak,
+)
+
+SR = 1000  # clip-level tests run at 1 kHz: same logic, 16x less work
+FRAME = 320  # 20 ms at 16 kHz
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def _frame_energy(x: np.ndarray) -> np.ndarray:
+    n = len(x) // FRAME * FRAME
+    return np.mean(x[:n].astype(np.float64).reshape(-1, FRAME) ** 2, axis=1)
+
+
+# ----------------------------------------------------------- acceptance: labels match audio
+
+
+def test_synthesized_labels_match_the_audio(tmp_path: Path, tiny_bank_dir: Path) -> None:
+    """Inside each labelled event the frame energy is above the background level;
+    outside every event the mixture is the background (up to the clip's anti-clip gain)."""
+    backgrounds: list[np.ndarray] = []
+
+    def recording_background(duration: float, rng: np.random.Generator, sr: int) -> np.ndarray:
+        backgrounds.append(generate_background(duration, rng, sr))
+        return backgrounds[-1]
+
+    cfg = SoundscapeConfig(clip_duration=4.0, max_events=3, max_event_duration=1.0)
+    spec = SetSpec("train_strong", "strong", "train", n_clips=4, seed=3)
+    out = synthesize_set(
+        tmp_path / "set", EventBank(tiny_bank_dir), spec, cfg, recording_background
+    )
+    truth = read_strong_tsv(out / "truth.tsv")
+    assert len(backgrounds) == 4 and len(truth) >= 4
+
+    for k, background in enumerate(backgrounds):
+        name = f"train_strong_{k:05d}.wav"
+        mixture = load_audio(out / "audio" / name)
+        events = truth[truth["filename"] == name]
+        assert len(events) >= 1
+        sample_in_event = np.zeros(len(mixture), dtype=bool)
+        for onset, offset in zip(events["onset"], events["offset"], strict=True):
+            sample_in_event[round(onset * 16000) : round(offset * 16000)] = True
+
+        # Outside events: the mixture is exactly the background times one gain g <= 1.
+        out_mix, out_bg = mixture[~sample_in_event], background[~sample_in_event]
+        gain = float(out_mix @ out_bg / (out_bg @ out_bg))
+        assert 0.5 < gain <= 1.0 + 1e-3
+        np.testing.assert_allclose(out_mix, gain * out_bg, atol=2e-4)
+        frame_outside = ~_frame_energy(sample_in_event.astype(float)).astype(bool)
+        mix_energy, bg_energy = _frame_energy(mixture), gain**2 * _frame_energy(background)
+        np.testing.assert_allclose(mix_energy[frame_outside], bg_energy[frame_outside], rtol=0.02)
+
+        # Inside each event: clearly louder than the background alone (EBR >= 6 dB).
+        for onset, offset in zip(events["onset"], events["offset"], strict=True):
+            first, last = int(np.ceil(onset * 16000 / FRAME)), int(offset * 16000 // FRAME)
+            assert last > first
+            assert mix_energy[first:last].mean() > 3 * bg_energy[first:last].mean()
+
+
+# ------------------------------------------------------------------------ clip level
+
+
+def _sources() -> list[tuple[np.ndarray, str]]:
+    return [(np.ones(800), "a"), (np.ones(1500), "b"), (np.sin(np.arange(600) / 3.0), "c")]
+
+
+def test_events_never_overlap_without_overlap() -> None:
+    cfg = SoundscapeConfig(
+        clip_duration=5.0, sample_rate=SR, min_events=4, max_events=4, allow_overlap=False
+    )
+    n_events = []
+    for seed in range(30):
+        background = generate_background(5.0, _rng(seed), SR)
+        _, events = synthesize_clip(_sources(), background, cfg, _rng(seed + 100))
+        n_events.append(len(events))
+        onsets = [on for on, _, _ in events]
+        assert onsets == sorted(onsets)
+        for (_, first_offset, _), (second_onset, _, _) in zip(events, events[1:], strict=False):
+            assert first_offset <= second_onset
+    assert max(n_events) == 4
+
+
+def test_overlap_happens_when_allowed() -> None:
+    """Control for the test above: the same draws do overlap when allowed."""
+    cfg = SoundscapeConfig(
+        clip_duration=5.0, sample_rate=SR, min_events=4, max_events=4, allow_overlap=True
+    )
+    overlaps = 0
+    for seed in range(30):
+        _, events = synthesize_clip(_sources(), np.zeros(5000), cfg, _rng(seed))
+        overlaps += any(b[0] < a[1] for a, b in zip(events, events[1:], strict=False))
+    assert overlaps > 0
+
+
+def test_too_many_events_for_the_clip_are_dropped_not_overlapped() -> None:
+    cfg = SoundscapeConfig(
+        clip_duration=5.0, sample_rate=SR, min_events=6, max_events=6, allow_overlap=False
+    )
+    sources = [(np.ones(1500), "b")]  # at most 3 of 1.5 s fit in 5 s
+    _, events = synthesize_clip(sources, np.zeros(5000), cfg, _rng(0))
+    assert 1 <= len(events) <= 3
+    assert all(a[1] <= b[0] for a, b in zip(events, events[1:], strict=False))
+
+
+def test_given_placements_are_honoured_exactly() -> None:
+    cfg = SoundscapeConfig(clip_duration=5.0, sample_rate=SR, ebr_db=(6.0, 6.0))
+    sources = [(np.ones(500), "a"), (np.full(250, -1.0), "b")]
+    mixture, events = synthesize_clip(
+        sources, np.zeros(5000), cfg, _rng(0), placements=[(1, 2.0), (0, 0.5), (0, 4.8)]
+    )
+    assert events == [(0.5, 1.0, "a"), (2.0, 2.25, "b"), (4.8, 5.0, "a")]
+    level = 0.05 * 10 ** (6 / 20)  # silent background: EBR relative to BACKGROUND_RMS
+    expected = np.zeros(5000)
+    expected[500:1000], expected[2000:2250], expected[4800:] = level, -level, level
+    np.testing.assert_allclose(mixture, expected, rtol=1e-6)
+
+
+def test_bad_placements_raise() -> None:
+    cfg = SoundscapeConfig(clip_duration=5.0, sample_rate=SR, allow_overlap=False)
+    sources = [(np.ones(500), "a")]
+    with pytest.raises(ValueError, match="overlaps"):
+        synthesize_clip(sources, np.zeros(5000), cfg, _rng(0), placements=[(0, 1.0), (0, 1.2)])
+    with pytest.raises(ValueError, match="index 3"):
+        synthesize_clip(sources, np.zeros(5000), cfg, _rng(0), placements=[(3, 1.0)])
+    with pytest.raises(ValueError, match="outside the clip"):
+        synthesize_clip(sources, np.zeros(5000), cfg, _rng(0), placements=[(0, 5.0)])
+
+
+def test_event_to_background_ratio_is_exact_over_the_event_extent() -> None:
+    cfg = SoundscapeConfig(clip_duration=5.0, sample_rate=SR, ebr_db=(10.0, 10.0))
+    background = (0.05 * _rng(1).standard_normal(5000)).astype(np.float32)
+    sine = np.sin(2 * np.pi * 50 * np.arange(1000) / SR)
+    mixture, _ = synthesize_clip([(sine, "s")], background, cfg, _rng(0), placements=[(0, 1.0)])
+
+    def rms(x: np.ndarray) -> float:
+        return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+    event = mixture[1000:2000] - background[1000:2000]
+    assert 20 * np.log10(rms(event) / rms(background[1000:2000])) == pytest.approx(10.0, abs=1e-3)
+    np.testing.assert_array_equal(mixture[:1000], background[:1000])
+
+
+def test_loud_mix_is_scaled_below_clipping_labels_unchanged() -> None:
+    cfg = SoundscapeConfig(clip_duration=5.0, sample_rate=SR, ebr_db=(40.0, 40.0))
+    background = generate_background(5.0, _rng(0), SR)
+    mixture, events = synthesize_clip(
+        [(np.ones(500), "a")], background, cfg, _rng(0), placements=[(0, 1.0)]
+    )
+    assert np.max(np.abs(mixture)) == pytest.approx(0.99, rel=1e-6)
+    assert events == [(1.0, 1.5, "a")]
+
+
+def test_long_source_is_cut_into_pieces_that_fit() -> None:
+    cfg = SoundscapeConfig(clip_duration=10.0, sample_rate=SR, max_event_duration=2.0)
+    source = np.sin(np.arange(12 * SR) / 7.0)
+    pieces = candidate_pieces([(source, "water"), (np.ones(5 * SR), "hum")], cfg)
+
+    lengths = [len(p) for p, _ in pieces]
+    assert lengths == [2000] * 6 + [1667, 1666, 1667]
+    assert [label for _, label in pieces] == ["water"] * 6 + ["hum"] * 3
+    # Pieces are consecutive parts of the source (away from the 5 ms fades at cuts).
+    np.testing.assert_allclose(pieces[2][0][10:-10], source[4010:5990], rtol=1e-6)
+
+    cfg = SoundscapeConfig(
+        clip_duration=10.0, sample_rate=SR, min_events=3, max_events=3, max_event_duration=2.0
+    )
+    for seed in range(5):
+        _, events = synthesize_clip([(source, "water")], np.zeros(10 * SR), cfg, _rng(seed))
+        assert len(events) == 3
+        assert all(round((offset - onset) * SR) <= 2000 for onset, offset, _ in events)
+
+
+def test_source_longer_than_clip_is_cut_to_clip_length() -> None:
+    cfg = SoundscapeConfig(clip_duration=4.0, sample_rate=SR)
+    lengths = [len(p) for p, _ in candidate_pieces([(np.ones(9 * SR), "x")], cfg)]
+    assert lengths == [3000, 3000, 3000]
+
+
+# ------------------------------------------------------------------------- set level
+
+TINY_CFG = SoundscapeConfig(clip_duration=2.0, min_events=0, max_events=2, max_event_duration=1.0)
+
+
+def _weak_from_truth(out: Path) -> pd.DataFrame:
+    truth = read_strong_tsv(out / "truth.tsv")
+    truth.attrs["empty_files"] = sorted(set(read_durations_tsv(out / "durations.tsv")))
+    return strong_to_weak(truth)
+
+
+def test_strong_set_exposes_strong_and_derived_weak(tmp_path: Path, tiny_bank_dir: Path) -> None:
+    spec = SetSpec("train_strong", "strong", "train", n_clips=5, seed=0)
+    out = synthesize_set(tmp_path / "s", EventBank(tiny_bank_dir), spec, TINY_CFG)
+
+    truth = read_strong_tsv(out / "truth.tsv")
+    strong = read_strong_tsv(out / "strong.tsv", ["alarm", "engine", "knock"])
+    pd.testing.assert_frame_equal(strong, truth[list(strong.columns)])
+    assert read_weak_tsv(out / "weak.tsv").equals(_weak_from_truth(out))
+    durations = read_durations_tsv(out / "durations.tsv")
+    assert durations == {f"train_strong_{k:05d}.wav": 2.0 for k in range(5)}
+    assert sorted(p.name for p in (out / "audio").iterdir()) == sorted(durations)
+
+
+def test_weak_set_has_only_weak_labels_matching_truth(tmp_path: Path, tiny_bank_dir: Path) -> None:
+    spec = SetSpec("train_weak", "weak", "train", n_clips=8, seed=1)
+    out = synthesize_set(tmp_path / "w", EventBank(tiny_bank_dir), spec, TINY_CFG)
+
+    assert not (out / "strong.tsv").exists()
+    weak = read_weak_tsv(out / "weak.tsv")
+    assert weak.equals(_weak_from_truth(out))
+    assert weak["filename"].tolist() == sorted(read_durations_tsv(out / "durations.tsv"))
+    assert [] in weak["event_labels"].tolist()  # min_events=0: empty clips are listed
+    assert len(weak) == 8
+
+
+def test_unlabeled_set_has_no_label_file(tmp_path: Path, tiny_bank_dir: Path) -> None:
+    spec = SetSpec("unlabeled", "unlabeled", "train", n_clips=3, seed=2)
+    out = synthesize_set(tmp_path / "u", EventBank(tiny_bank_dir), spec, TINY_CFG)
+
+    assert not (out / "strong.tsv").exists() and not (out / "weak.tsv").exists()
+    assert len(read_durations_tsv(out / "durations.tsv")) == 3
+    assert len(list((out / "audio").glob("*.wav"))) == 3
+
+
+def test_sources_come_only_from_the_requested_split(tmp_path: Path, tiny_bank_dir: Path) -> None:
+    bank = EventBank(tiny_bank_dir)
+    cfg = SoundscapeConfig(clip_duration=2.0, min_events=2, max_events=3, max_event_duration=1.0)
+    specs = [
+        SetSpec("train", "strong", "train", n_clips=6, seed=0),
+        SetSpec("validation", "strong", ["validation"], n_clips=4, seed=1),
+        SetSpec("test", "strong", "test", n_clips=4, seed=2),
+    ]
+    paths = synthesize_dataset(tmp_path, bank, specs, cfg)
+
+    assert paths == {s.name: tmp_path / s.name for s in specs}
+    for spec in specs:
+        allowed = {str(s.path.relative_to(bank.root)) for s in bank.sources(spec.source_split)}
+        used = set(read_strong_tsv(paths[spec.name] / "truth.tsv")["source"])
+        assert used and used <= allowed
+    test_files = {s.path.name for s in bank.sources("test")}
+    train_truth = read_strong_tsv(paths["train"] / "truth.tsv")
+    assert not {Path(s).name for s in train_truth["source"]} & test_files
+
+
+def test_test_sources_cannot_be_mixed_with_other_splits() -> None:
+    with pytest.raises(ValueError, match="test sources cannot be mixed"):
+        SetSpec("leaky", "strong", ["train", "test"], n_clips=1, seed=0)
+
+
+def test_synthesize_set_is_cached(
+    tmp_path: Path, tiny_bank_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bank = EventBank(tiny_bank_dir)
+    spec = SetSpec("cached", "weak", "train", n_clips=2, seed=0)
+    out = synthesize_set(tmp_path / "c", bank, spec, TINY_CFG)
+    wav = out / "audio" / "cached_00000.wav"
+    wav.write_bytes(b"marker")  # survives only if nothing is regenerated
+
+    with caplog.at_level(logging.INFO, logger="sed_lightning.data.synthesis"):
+        synthesize_set(tmp_path / "c", bank, spec, TINY_CFG)
+    assert wav.read_bytes() == b"marker"
+    assert f"reusing {out}" in caplog.text
+
+    (out / "manifest.json").unlink()  # as after an interrupted run
+    synthesize_set(tmp_path / "c", bank, spec, TINY_CFG)
+    assert wav.read_bytes() != b"marker"
+
+    wav.write_bytes(b"marker")
+    synthesize_set(tmp_path / "c", bank, SetSpec("cached", "weak", "train", 2, seed=1), TINY_CFG)
+    assert wav.read_bytes() != b"marker"
+
+
+def test_synthesis_is_deterministic(tmp_path: Path, tiny_bank_dir: Path) -> None:
+    bank = EventBank(tiny_bank_dir)
+    spec = SetSpec("det", "strong", "train", n_clips=2, seed=5)
+    first = synthesize_set(tmp_path / "one", bank, spec, TINY_CFG)
+    second = synthesize_set(tmp_path / "two", bank, spec, TINY_CFG)
+    for name in ("truth.tsv", "audio/det_00000.wav", "audio/det_00001.wav"):
+        assert (first / name).read_bytes() == (second / name).read_bytes()
+
+
+def test_truth_records_consistent_source_spans(tmp_path: Path, tiny_bank_dir: Path) -> None:
+    spec = SetSpec("prov", "strong", "train", n_clips=3, seed=4)
+    out = synthesize_set(tmp_path / "p", EventBank(tiny_bank_dir), spec, TINY_CFG)
+    truth = read_strong_tsv(out / "truth.tsv")
+    span = truth["offset"] - truth["onset"]
+    source_span = truth["source_offset"].astype(float) - truth["source_onset"].astype(float)
+    np.testing.assert_allclose(span, source_span, atol=1e-9)
+    ebr = truth["ebr_db"].astype(float)
+    assert ((ebr >= 6.0) & (ebr <= 15.0)).all()
+
+
+# ------------------------------------------------------------------------- event bank
+
+
+def test_event_bank_lists_all_bad_metadata_rows(tmp_path: Path) -> None:
+    (tmp_path / "a.wav").write_bytes(b"")
+    (tmp_path / "metadata.csv").write_text(
+        "filename,event_label,duration,split\n"
+        "a.wav,dog,1.0,train\n"
+        "missing.wav,dog,1.0,train\n"
+        "a.wav,dog,-2,training\n"
+    )
+    with pytest.raises(EventBankError) as info:
+        EventBank(tmp_path)
+    message = str(info.value)
+    assert "metadata.csv" in message
+    assert re.search(r"line 3: audio file .*missing\.wav not found", message)
+    assert "line 4: duplicate filename 'a.wav'" in message
+    assert "line 4: duration '-2' is not a positive number" in message
+    assert "line 4: split 'training'" in message
+    assert "line 2" not in message
+
+
+def test_event_bank_reads_the_real_dcase2016_events(real_events_dir: Path) -> None:
+    bank = EventBank(real_events_dir)
+
+    assert len(bank.class_names) == 11 and len(bank) == 220
+    for label in bank.class_names:
+        counts = [
+            sum(s.label == label for s in bank.sources(split))
+            for split in ("train", "validation", "test")
+        ]
+        assert counts == [14, 3, 3], label
+    source = bank.sources("validation")[0]
+    audio = bank.load(source)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert len(audio) / 16000 == pytest.approx(source.duration, abs=2e-3)
+    assert bank.load(source) is audio  # cached
+
+
+def test_same_class_events_never_overlap_even_when_overlap_is_allowed() -> None:
+    cfg = SoundscapeConfig(
+        clip_duration=5.0, sample_rate=SR, min_events=5, max_events=5, allow_overlap=True
+    )
+    for seed in range(30):
+        _, events = synthesize_clip(_sources(), np.zeros(5000), cfg, _rng(seed))
+        for label in {lab for _, _, lab in events}:
+            spans = sorted((on, off) for on, off, lab in events if lab == label)
+            for (_, first_off), (second_on, _) in zip(spans, spans[1:], strict=False):
+                assert second_on - first_off >= SAME_CLASS_GAP - 1e-9
+
+
+def test_given_same_class_overlap_is_refused() -> None:
+    cfg = SoundscapeConfig(clip_duration=5.0, sample_rate=SR, allow_overlap=True)
+    with pytest.raises(ValueError, match="apart"):
+        synthesize_clip(
+            [(np.ones(500), "a")], np.zeros(5000), cfg, _rng(0), placements=[(0, 0.5), (0, 0.8)]
+        )

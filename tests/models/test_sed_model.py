@@ -1,0 +1,31 @@
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from sed_lightning.features.frontend import LogMelFrontend
+from tests.conftest import compose_train
+
+
+@pytest.mark.parametrize("model", ["conformer", "conformer_dcase2020", "crnn"])
+@pytest.mark.parametrize("pooling", ["mean", "threshold", "attention"])
+def test_every_model_and_pooling_builds_and_trains(model, pooling):
+    cfg = compose_train([f"model={model}", f"model/pooling={pooling}"], tiny=False)
+    frontend = LogMelFrontend(n_mels=64)
+    net = instantiate(cfg.model)(n_classes=5, n_mels=64)
+    out = net(frontend(torch.randn(2, 16000 * 2)))
+    n_frames = frontend.n_frames(32000) // net.time_pooling
+    assert out.strong.shape == (2, 5, n_frames)
+    assert out.weak.shape == (2, 5)
+    assert ((out.strong >= 0) & (out.strong <= 1)).all()
+    out.weak.sum().backward()
+    assert net.head.weight.grad is not None
+
+
+def test_dcase2020_preset_matches_the_reference_system():
+    cfg = compose_train(["model=conformer_dcase2020"], tiny=False)
+    net = instantiate(cfg.model)(n_classes=10, n_mels=64)
+    assert len(net.cnn.blocks) == 7
+    assert net.time_pooling == 4
+    conformer = net.encoder.conformer
+    assert len(conformer.conformer_layers) == 3
+    assert net.encoder.out_features == 144
