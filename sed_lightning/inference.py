@@ -72,13 +72,9 @@ class Predictor:
         module = build_module(cfg)
         module.load_state_dict(ckpt["state_dict"])
         module.to(device)
-        post = postprocess if postprocess is not None else cfg.postprocess
-        return cls(
-            module,
-            label_encoder(cfg, module),
-            cfg.data.sample_rate,
-            OmegaConf.to_container(OmegaConf.create(dict(post))),
-        )
+        post = OmegaConf.to_container(cfg.postprocess)
+        post.update({k: v for k, v in dict(postprocess or {}).items() if v is not None})
+        return cls(module, label_encoder(cfg, module), cfg.data.sample_rate, post)
 
     @torch.no_grad()
     def frame_scores(self, audio: np.ndarray, batch_size: int = 8) -> np.ndarray:
@@ -96,12 +92,19 @@ class Predictor:
         n_frames = int(np.ceil(len(audio) / self.sample_rate / self.encoder.frame_hop))
         return scores[: max(1, n_frames)]
 
-    def scores_for_files(self, files: Iterable[Path]) -> dict[str, np.ndarray]:
-        """Frame scores by file name for each audio file."""
-        return {
-            p.name: self.frame_scores(load_audio(p, sample_rate=self.sample_rate)) for p in files
-        }
+    def scores_for_files(
+        self, files: Iterable[Path]
+    ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Frame scores and durations (seconds) by file name for each audio file."""
+        scores, durations = {}, {}
+        for path in files:
+            audio = load_audio(path, sample_rate=self.sample_rate)
+            scores[path.name] = self.frame_scores(audio)
+            durations[path.name] = len(audio) / self.sample_rate
+        return scores, durations
 
-    def events(self, scores_by_file: Mapping[str, np.ndarray]) -> pd.DataFrame:
-        """Post-processed event table (DESED strong format)."""
-        return self.postprocessor(scores_by_file)
+    def events(
+        self, scores_by_file: Mapping[str, np.ndarray], durations: Mapping[str, float]
+    ) -> pd.DataFrame:
+        """Post-processed event table (DESED strong format), offsets within each file."""
+        return self.postprocessor(scores_by_file, durations)

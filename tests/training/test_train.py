@@ -13,6 +13,7 @@ from omegaconf.errors import ConfigKeyError, ValidationError
 
 from sed_lightning.data.tsv import read_strong_tsv
 from sed_lightning.train import train
+from sed_lightning.training.build import build_module
 from tests.conftest import ROOT, compose_train, finalize
 
 HEADLINE = ["test/event_f1", "test/segment_f1", "test/psds1", "test/psds2", "test/clip_map"]
@@ -83,11 +84,25 @@ def test_predict_on_a_stereo_44k_25s_file(trained_run, tmp_path):
     assert frame_scores["offset"].iloc[-1] == pytest.approx(25.0, abs=0.07)  # whole file scored
 
 
-def test_typo_in_a_key_is_rejected():
+def test_typo_in_an_override_is_rejected():
     with pytest.raises(ConfigCompositionException, match="weak_wieght"):
         compose_train(["loss.weak_wieght=2"])
-    with pytest.raises(ConfigCompositionException, match="batch_size"):
-        compose_train(["+data.batch_size=3"])
+
+
+def test_typo_in_an_experiment_file_is_rejected(tmp_path):
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "typo.yaml").write_text(
+        "# @package _global_\ndata:\n  batch_size: {strong: 3}\n"
+    )
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_train([f"hydra.searchpath=[file://{tmp_path}]", "+experiment=typo"])
+    assert "batch_size" in str(err.value) + str(err.value.__cause__)
+
+
+def test_appended_unknown_key_fails_at_build_naming_it(tmp_path, data_dir):
+    cfg = finalize(compose_train(["+model.encoder.n_layers=3"]), tmp_path / "run", data_dir)
+    with pytest.raises(Exception, match="n_layers"):
+        build_module(cfg)
 
 
 def test_wrong_type_is_rejected():
