@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install train test test-all lint format clean
+.PHONY: help install train test test-all lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ lint: install  ## ruff lint + format check
 format: install  ## ruff autofix + format
 	$(VENV)/bin/ruff check --fix sed_lightning tests
 	$(VENV)/bin/ruff format sed_lightning tests
+
+bench: install  ## speed/cost/accuracy benchmarks -> benchmarks/results/ (ARGS="--name cpu ...")
+	$(PY) -m benchmarks.bench $(ARGS)
 
 clean:  ## remove caches and outputs (keeps .venv and data_cache)
 	rm -rf outputs multirun .pytest_cache .ruff_cache
