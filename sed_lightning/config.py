@@ -44,6 +44,8 @@ class DataConfig:
     num_workers: int = 0
     seed: int = 0
     n_batches: int | None = None
+    on_bad_file: str = "raise"  # raise | skip (see sed_lightning/data/validation.py)
+    output_dir: str | None = None  # run dir: skipped.tsv / validation_errors.tsv
 
 
 @dataclass

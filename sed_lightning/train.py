@@ -2,6 +2,9 @@
 
 Writes into the Hydra run dir: ``metrics.json``, ``predictions.tsv``, ``scores/``,
 ``checkpoints/{last,best-*}.ckpt`` and the logger's files.
+
+Resume a run (model, optimizer, scheduler, sampler position, random state) in its own
+folder: ``python -m sed_lightning.train <same overrides> hydra.run.dir=<run dir> ckpt_path=last``.
 """
 
 from __future__ import annotations
@@ -13,23 +16,58 @@ import lightning as L
 from omegaconf import DictConfig
 
 from sed_lightning.config import register_configs
-from sed_lightning.training.build import build_datamodule, build_module, build_trainer, summary
+from sed_lightning.data.validation import DataValidationError
+from sed_lightning.training.build import (
+    build_datamodule,
+    build_module,
+    build_trainer,
+    label_encoder,
+    summary,
+)
+from sed_lightning.training.preflight import (
+    ConfigError,
+    check_config,
+    configure_wandb,
+    resolve_ckpt_path,
+    warn_config_changes,
+)
 
 log = logging.getLogger(__name__)
 register_configs()
 
 
+def best_checkpoint(trainer: L.Trainer) -> str:
+    """The best checkpoint of the first ModelCheckpoint that monitors a metric ("": none)."""
+    for callback in trainer.checkpoint_callbacks:
+        if getattr(callback, "monitor", None) and getattr(callback, "best_model_path", ""):
+            return callback.best_model_path
+    return ""
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (optionally) and test; returns every logged metric as floats."""
+    """Fit (optionally) and test; returns every logged metric as floats.
+
+    Config values the schema cannot check (e.g. a class name in a per-class post-processing
+    setting) and the checkpoint to resume from are checked before anything is trained.
+    """
     L.seed_everything(cfg.seed, workers=True)
+    ckpt_path = resolve_ckpt_path(cfg) if cfg.train else None
     module = build_module(cfg)
+    check_config(cfg, frame_hop=label_encoder(cfg, module).frame_hop)
+    configure_wandb(cfg)
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+        warn_config_changes(cfg, ckpt_path)
     datamodule = build_datamodule(cfg, module)
     trainer = build_trainer(cfg)
+    if trainer.is_global_zero:  # every data problem is reported before training starts
+        datamodule.prepare_data()
+        datamodule.setup("fit" if cfg.train else "test")
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        best = best_checkpoint(trainer)
         log.info("testing %s", best or "the current weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
@@ -40,7 +78,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
+    try:
+        metrics = train(cfg)
+    except ConfigError as err:  # one line naming the key, no traceback
+        raise SystemExit(f"config error: {err}") from None
+    except DataValidationError as err:  # every bad file and TSV row, no traceback
+        raise SystemExit(f"data error: {err}") from None
     return metrics.get(cfg.optimized_metric) if cfg.optimized_metric else None
 
 

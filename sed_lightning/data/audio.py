@@ -6,6 +6,7 @@ sample rate (16 kHz by default).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -14,7 +15,19 @@ import soundfile as sf
 import torch
 import torchaudio.functional
 
-__all__ = ["AudioError", "fix_length", "load_audio", "resample", "save_audio"]
+__all__ = [
+    "AudioError",
+    "AudioInfo",
+    "fix_length",
+    "inspect_audio",
+    "load_audio",
+    "resample",
+    "resampled_length",
+    "save_audio",
+]
+
+_READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError)
+_BLOCK_FRAMES = 1 << 18  # frames decoded at a time by inspect_audio
 
 
 class AudioError(ValueError):
@@ -22,6 +35,62 @@ class AudioError(ValueError):
 
     The message always names the offending file.
     """
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What :func:`inspect_audio` found in a file (frames actually decoded)."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+
+    @property
+    def duration(self) -> float:
+        """Seconds."""
+        return self.frames / self.sample_rate
+
+
+def _check_file(path: Path) -> None:
+    if not path.is_file():
+        raise AudioError(f"{path}: audio file not found")
+
+
+def inspect_audio(path: str | PathLike, decode: bool = True) -> AudioInfo:
+    """Check that a file is usable audio without keeping its samples.
+
+    Reads the header (cheap); with ``decode`` also decodes every sample, block by
+    block, to find decoding errors (e.g. a truncated FLAC) and NaN/inf samples; the
+    frame count is then the number of frames actually decoded.
+
+    Raises
+    ------
+    AudioError
+        Same conditions as :func:`load_audio`: missing, undecodable, no samples, NaN/inf.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        info = sf.info(path)
+        frames = int(info.frames)
+        if decode:
+            frames = 0
+            for block in sf.blocks(path, blocksize=_BLOCK_FRAMES, dtype="float32", always_2d=True):
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{path}: audio contains NaN or infinite samples")
+                frames += block.shape[0]
+    except _READ_ERRORS as err:
+        raise AudioError(f"{path}: cannot read audio ({err})") from err
+    if frames <= 0:
+        raise AudioError(f"{path}: audio file has no samples")
+    return AudioInfo(sample_rate=int(info.samplerate), channels=int(info.channels), frames=frames)
+
+
+def resampled_length(n_samples: int, orig_rate: int, new_rate: int) -> int:
+    """Length :func:`resample` returns for ``n_samples`` samples."""
+    if orig_rate == new_rate:
+        return int(n_samples)
+    return int(np.ceil(n_samples * new_rate / orig_rate))
 
 
 def load_audio(path: str | PathLike, sample_rate: int = 16000, mono: bool = True) -> np.ndarray:
@@ -53,11 +122,10 @@ def load_audio(path: str | PathLike, sample_rate: int = 16000, mono: bool = True
         The file is missing, cannot be decoded, has no samples, or holds NaN/inf.
     """
     path = Path(path)
-    if not path.is_file():
-        raise AudioError(f"{path}: audio file not found")
+    _check_file(path)
     try:
         data, file_rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as err:
+    except _READ_ERRORS as err:
         raise AudioError(f"{path}: cannot read audio ({err})") from err
     if data.shape[0] == 0:
         raise AudioError(f"{path}: audio file has no samples")

@@ -7,13 +7,25 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import ConcatDataset, DataLoader
 
 from sed_lightning.data.batch import SEDBatch
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.datasets import SEDDataset, SetSource, kind_groups
 from sed_lightning.data.labels import LabelEncoder
-from sed_lightning.data.sampler import MixedKindBatchSampler
+from sed_lightning.data.sampler import (
+    EvalShardSampler,
+    MixedKindBatchSampler,
+    ResumableDataLoader,
+)
+from sed_lightning.data.validation import (
+    ON_BAD_FILE,
+    ValidationReport,
+    enforce,
+    validate_set,
+    write_skipped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +53,17 @@ class SEDDataModule(L.LightningDataModule):
         num_workers: DataLoader workers.
         seed: sampler seed.
         n_batches: training batches per epoch (default: one pass over the largest kind).
+        on_bad_file: what a clip with a problem (unreadable/empty/NaN audio, missing
+            file, bad label row, onset past the audio's end) does: ``raise`` — one
+            :class:`~sed_lightning.data.validation.DataValidationError` listing every
+            problem of every set; ``skip`` — the clip is left out and listed in
+            ``output_dir/skipped.tsv``. Problems of a whole set always raise.
+        output_dir: the run dir, for ``skipped.tsv`` / ``validation_errors.tsv``
+            (``None``: nothing written).
+
+    Every set a stage uses is validated (labels and a full decode of its audio, see
+    :mod:`sed_lightning.data.validation`) in :meth:`setup`, before any DataLoader
+    exists; ``fit`` also validates the test set, so its problems show before training.
     """
 
     def __init__(
@@ -60,8 +83,12 @@ class SEDDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         n_batches: int | None = None,
+        on_bad_file: str = "raise",
+        output_dir: str | None = None,
     ) -> None:
         super().__init__()
+        if on_bad_file not in ON_BAD_FILE:
+            raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
         if list(label_encoder.class_names) != list(class_names):
             raise ValueError("label_encoder.class_names differ from data.class_names")
         self.class_names = list(class_names)
@@ -86,32 +113,78 @@ class SEDDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.n_batches = n_batches
+        self.on_bad_file = on_bad_file
+        self.output_dir = output_dir
+        self.reports: dict[str, ValidationReport] = {}
+        self.skipped: list[dict] = []
         self.datasets: dict[str, SEDDataset] = {}
 
     def prepare_data(self) -> None:
         if self.synthesis is not None:
             self.synthesis.build()
 
+    def validate(self, names: Sequence[str]) -> None:
+        """Validate the sets ``names`` not validated yet, then apply ``on_bad_file``.
+
+        Raises
+        ------
+        DataValidationError
+            Every problem of these sets (``raise``), or those ``skip`` cannot skip.
+        """
+        todo = [n for n in dict.fromkeys(names) if n not in self.reports]
+        if not todo:
+            return
+        reports = {
+            name: validate_set(
+                self.sources[name], self.class_names, self.sample_rate, self.clip_duration, name
+            )
+            for name in todo
+        }
+        write = self.output_dir is not None and rank_zero_only.rank == 0
+        skipped = enforce(reports, self.on_bad_file, self.output_dir, write=write)
+        self.reports.update(reports)
+        if self.on_bad_file != "skip":
+            return
+        self.skipped.extend(skipped)
+        where = ""
+        if write:
+            where = f"; listed in {write_skipped(self.skipped, self.output_dir)}"
+        counts = ", ".join(f"{n}: {len(reports[n].bad_clips)}" for n in todo)
+        level = logging.WARNING if skipped else logging.INFO
+        log.log(level, "on_bad_file=skip: %d clip(s) skipped (%s)%s", len(skipped), counts, where)
+        if not write:  # no skipped.tsv: say which in the log
+            for row in skipped[:10]:
+                log.warning("skipped %s/%s: %s", row["set"], row["filename"], row["reason"])
+            if len(skipped) > 10:
+                log.warning("... and %d more skipped clip(s)", len(skipped) - 10)
+
     def dataset(self, name: str) -> SEDDataset:
-        """The dataset called ``name`` (built on first use)."""
+        """The dataset called ``name`` (validated and built on first use)."""
         if name not in self.datasets:
+            self.validate([name])
             self.datasets[name] = SEDDataset(
-                self.sources[name], self.encoder, self.sample_rate, self.clip_duration
+                self.sources[name],
+                self.encoder,
+                self.sample_rate,
+                self.clip_duration,
+                report=self.reports[name],
             )
             log.info("%s: %d %s clips", name, len(self.datasets[name]), self.datasets[name].kind)
         return self.datasets[name]
 
     def setup(self, stage: str | None = None) -> None:
-        if stage in (None, "fit"):
-            for name in [*self.train_sets, self.val_set]:
-                self.dataset(name)
-        if stage in (None, "fit", "validate"):
-            self.dataset(self.val_set)
-        if stage in (None, "test"):
-            self.dataset(self.test_set)
+        names = {
+            "fit": [*self.train_sets, self.val_set, self.test_set],
+            "validate": [self.val_set],
+            "test": [self.test_set],
+            None: [*self.train_sets, self.val_set, self.test_set],
+        }.get(stage, [])
+        self.validate(names)  # every set of the stage at once: one error lists all problems
+        for name in names:
+            self.dataset(name)
 
-    def _loader(self, dataset, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(self, dataset, loader_cls: type[DataLoader] = DataLoader, **kwargs) -> DataLoader:
+        return loader_cls(
             dataset,
             collate_fn=SEDBatch.collate,
             num_workers=self.num_workers,
@@ -124,10 +197,20 @@ class SEDDataModule(L.LightningDataModule):
         sampler = MixedKindBatchSampler(
             kind_groups(parts), self.batch_sizes, seed=self.seed, n_batches=self.n_batches
         )
-        return self._loader(ConcatDataset(parts), batch_sampler=sampler)
+        # ResumableDataLoader: Lightning saves/restores its position (mid-epoch resume)
+        return self._loader(
+            ConcatDataset(parts), loader_cls=ResumableDataLoader, batch_sampler=sampler
+        )
+
+    def _eval_loader(self, name: str) -> DataLoader:
+        """Under DDP each process scores its own share of the clips, every clip once."""
+        dataset = self.dataset(name)
+        return self._loader(
+            dataset, batch_size=self.eval_batch_size, sampler=EvalShardSampler(len(dataset))
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset(self.val_set), batch_size=self.eval_batch_size)
+        return self._eval_loader(self.val_set)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.dataset(self.test_set), batch_size=self.eval_batch_size)
+        return self._eval_loader(self.test_set)

@@ -14,11 +14,11 @@ from torch.utils.data import Dataset
 from sed_lightning.data.audio import fix_length, load_audio
 from sed_lightning.data.batch import KINDS
 from sed_lightning.data.labels import LabelEncoder
-from sed_lightning.data.tsv import read_durations_tsv, read_strong_tsv, read_weak_tsv
+from sed_lightning.data.validation import AUDIO_SUFFIXES, ValidationReport, validate_set
+
+__all__ = ["AUDIO_SUFFIXES", "SEDDataset", "SetSource", "kind_groups"]
 
 log = logging.getLogger(__name__)
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
 @dataclass
@@ -40,65 +40,44 @@ class SEDDataset(Dataset):
     """Clips of one kind with their labels encoded on the model's frame grid.
 
     Items are dicts with the fields of :class:`~sed_lightning.data.batch.SEDBatch`.
+    The clip list and labels come from the set's validation
+    (:func:`~sed_lightning.data.validation.validate_set`): the clips without problems,
+    the cleaned events (duplicates dropped, offsets clipped to the audio and the clip,
+    same-class overlaps merged). Audio is read with
+    :func:`~sed_lightning.data.audio.load_audio` (resampled, downmixed) and zero-padded
+    or cropped at the end to ``clip_duration``.
 
     Args:
         source: where the set lives.
         encoder: label encoder (class names and frame grid).
         sample_rate: audio is resampled to this rate.
         clip_duration: clips are zero-padded or cropped to this length (seconds).
+        report: the set's validation; ``None`` validates it here and raises
+            :class:`~sed_lightning.data.validation.DataValidationError` on any problem.
     """
 
     def __init__(
-        self, source: SetSource, encoder: LabelEncoder, sample_rate: int, clip_duration: float
+        self,
+        source: SetSource,
+        encoder: LabelEncoder,
+        sample_rate: int,
+        clip_duration: float,
+        report: ValidationReport | None = None,
     ) -> None:
-        if source.kind not in KINDS:
-            raise ValueError(f"kind must be one of {KINDS}, got {source.kind!r}")
-        if source.kind != "unlabeled" and not source.labels:
-            raise ValueError(f"a {source.kind} set needs a label file (audio: {source.audio_dir})")
+        if report is None:
+            report = validate_set(source, encoder.class_names, sample_rate, clip_duration)
+            report.raise_if_problems()
         self.source = source
         self.kind = source.kind
         self.encoder = encoder
         self.sample_rate = sample_rate
         self.clip_samples = int(round(clip_duration * sample_rate))
         self.audio_dir = Path(source.audio_dir)
-        self.events: dict[str, list[tuple[float, float, str]]] = {}
-        self.tags: dict[str, list[str]] = {}
-        self.durations = read_durations_tsv(source.durations) if source.durations else None
-        self.filenames = self._read_labels()
-        self._check_audio_exists()
-
-    def _read_labels(self) -> list[str]:
-        names = self.encoder.class_names
-        if self.kind == "strong":
-            df = read_strong_tsv(self.source.labels, class_names=names)
-            for row in df.itertuples(index=False):
-                self.events.setdefault(row.filename, []).append(
-                    (row.onset, row.offset, row.event_label)
-                )
-            listed = set(df["filename"]) | set(df.attrs.get("empty_files", []))
-        elif self.kind == "weak":
-            df = read_weak_tsv(self.source.labels, class_names=names)
-            self.tags = {row.filename: list(row.event_labels) for row in df.itertuples(index=False)}
-            listed = set(self.tags)
-        else:
-            listed = set()
-        if self.durations is not None:
-            return sorted(set(self.durations) | listed)
-        if listed:
-            return sorted(listed)
-        files = sorted(p.name for p in self.audio_dir.iterdir() if p.suffix in AUDIO_SUFFIXES)
-        if not files:
-            raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) in {self.audio_dir}")
-        return files
-
-    def _check_audio_exists(self) -> None:
-        missing = [f for f in self.filenames if not (self.audio_dir / f).is_file()]
-        if missing:
-            where = self.source.labels or self.source.durations or self.audio_dir
-            shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
-            raise FileNotFoundError(
-                f"{len(missing)} clip(s) listed in {where} have no audio in {self.audio_dir}: {shown}"
-            )
+        self.filenames: list[str] = list(report.filenames)
+        self.events: dict[str, list[tuple[float, float, str]]] = report.events
+        self.tags: dict[str, list[str]] = report.tags
+        # seconds of each clip the model sees: min(audio duration, clip_duration)
+        self.durations: dict[str, float] = report.durations
 
     def __len__(self) -> int:
         return len(self.filenames)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,17 +25,20 @@ from sed_lightning.training.module import SEDModule, StagePredictions
 log = logging.getLogger(__name__)
 
 
-def gather_predictions(predictions: StagePredictions) -> StagePredictions:
-    """Merge every rank's predictions by filename (so sampler padding counts once)."""
+def gather_predictions(predictions: StagePredictions) -> tuple[StagePredictions, list[list[str]]]:
+    """Merge every rank's predictions by filename (a clip scored twice counts once).
+
+    Also returns the clips each rank scored (``[rank] -> filenames``, in order).
+    """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return predictions
+        return predictions, [list(predictions.frames)]
     parts: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(parts, (predictions.frames, predictions.clips))
     merged = StagePredictions()
     for frames, clips in parts:
         merged.frames.update(frames)
         merged.clips.update(clips)
-    return merged
+    return merged, [list(frames) for frames, _ in parts]
 
 
 def reference_table(dataset: SEDDataset) -> pd.DataFrame:
@@ -63,6 +67,8 @@ class SEDEvaluation(L.Callback):
         self.output_dir = Path(output_dir) if output_dir else None
         self.val_psds = val_psds
         self.last_test_metrics: dict[str, float] = {}
+        # stage -> the clips each rank scored in the last epoch of that stage
+        self.scored_by_rank: dict[str, list[list[str]]] = {}
 
     def postprocessor(self, trainer: L.Trainer) -> PostProcessor:
         encoder = trainer.datamodule.encoder
@@ -71,7 +77,8 @@ class SEDEvaluation(L.Callback):
     def _score(
         self, trainer: L.Trainer, module: SEDModule, stage: str, dataset: SEDDataset, full: bool
     ) -> tuple[dict[str, float], pd.DataFrame, dict[str, pd.DataFrame]]:
-        preds = gather_predictions(module.predictions[stage])
+        preds, by_rank = gather_predictions(module.predictions[stage])
+        self._record_shards(trainer, stage, by_rank)
         files = self._scored_files(trainer, stage, dataset, preds)
         frames = {f: preds.frames[f] for f in files}
         clip_seconds = dataset.clip_samples / dataset.sample_rate
@@ -107,6 +114,21 @@ class SEDEvaluation(L.Callback):
         )
         return metrics, estimated, score_dfs
 
+    def _record_shards(self, trainer: L.Trainer, stage: str, by_rank: list[list[str]]) -> None:
+        """Keep which rank scored which clips; warn when ranks overlap (e.g. padding)."""
+        self.scored_by_rank[stage] = by_rank
+        if len(by_rank) > 1 and trainer.is_global_zero:
+            counts = Counter(f for files in by_rank for f in files)
+            repeated = sorted(f for f, n in counts.items() if n > 1)
+            if repeated:
+                log.warning(
+                    "%s: %d clip(s) were scored by more than one process (counted once), e.g. "
+                    "%s: shard the evaluation loaders without padding (EvalShardSampler)",
+                    stage,
+                    len(repeated),
+                    repeated[:3],
+                )
+
     @staticmethod
     def _scored_files(
         trainer: L.Trainer, stage: str, dataset: SEDDataset, preds: StagePredictions
@@ -136,6 +158,8 @@ class SEDEvaluation(L.Callback):
         self.last_test_metrics = metrics
         if self.output_dir is not None and trainer.is_global_zero:
             self.write_outputs(metrics, estimated, score_dfs)
+            if trainer.world_size > 1:
+                self.write_shards()
 
     def write_outputs(
         self,
@@ -149,3 +173,10 @@ class SEDEvaluation(L.Callback):
         write_strong_tsv(estimated, out / "predictions.tsv")
         write_scores(score_dfs, out / "scores")
         log.info("test outputs written to %s (metrics.json, predictions.tsv, scores/)", out)
+
+    def write_shards(self) -> None:
+        """``eval_shards.json``: for the last validation and the test, the clips each
+        process scored (written by multi-process runs, to check the evaluation split)."""
+        path = self.output_dir / "eval_shards.json"
+        path.write_text(json.dumps(self.scored_by_rank, indent=1))
+        log.info("per-process scored clips written to %s", path)

@@ -26,11 +26,35 @@ def test_cost_grows_with_clip_length():
 
 def test_report_files_are_written(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
-    monkeypatch.setattr(bench, "inference", lambda m, d: {
-        f"batch{b}": {"realtime_factor": 1.0, "features_realtime_factor": 2.0,
-                      "model_only_realtime_factor": 2.0, "features_share": 0.5} for b in (1, 32)})
-    args = bench.parse(["--name", "tiny", "--sections", "cost", "train", "infer",
-                        "--models", "crnn", "--batch-size", "2", "--steps", "1"])
+    monkeypatch.setattr(
+        bench,
+        "inference",
+        lambda m, d: {
+            f"batch{b}": {
+                "realtime_factor": 1.0,
+                "features_realtime_factor": 2.0,
+                "model_only_realtime_factor": 2.0,
+                "features_share": 0.5,
+            }
+            for b in (1, 32)
+        },
+    )
+    args = bench.parse(
+        [
+            "--name",
+            "tiny",
+            "--sections",
+            "cost",
+            "train",
+            "infer",
+            "--models",
+            "crnn",
+            "--batch-size",
+            "2",
+            "--steps",
+            "1",
+        ]
+    )
     results = bench.run(args)
     saved = json.loads((tmp_path / "tiny.json").read_text())
     assert saved["models"]["crnn"]["cost"] == results["models"]["crnn"]["cost"]

@@ -191,3 +191,27 @@ def test_strong_to_weak_known_answer() -> None:
     )
     weak = strong_to_weak(df)
     assert weak.values.tolist() == [["a.wav", ["alarm", "speech"]], ["b.wav", ["dog"]]]
+
+
+def test_repeated_rows_are_dropped_with_a_warning(tmp_path: Path, caplog) -> None:
+    strong = _write(
+        tmp_path / "strong.tsv",
+        [
+            "filename\tonset\toffset\tevent_label",
+            "a.wav\t0.5\t1.0\tdog",
+            "a.wav\t0.50\t1\tdog",  # the same event written differently
+            "a.wav\t0.5\t1.0\tspeech",
+        ],
+    )
+    weak = _write(
+        tmp_path / "weak.tsv",
+        ["filename\tevent_labels", "a.wav\tdog,speech", "a.wav\tspeech,dog"],
+    )
+    with caplog.at_level("WARNING"):
+        events = read_strong_tsv(strong, CLASSES)
+        tags = read_weak_tsv(weak, CLASSES)
+    assert events["event_label"].tolist() == ["dog", "speech"]
+    assert tags.values.tolist() == [["a.wav", ["dog", "speech"]]]
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"{strong}: dropped 1 duplicated row(s): line 3 (repeats line 2)" in messages
+    assert f"{weak}: dropped 1 duplicated row(s): line 3 (repeats line 2)" in messages

@@ -1,0 +1,77 @@
+"""``logger=wandb`` with no network and no API key: the run logs offline and never waits."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+from omegaconf import open_dict
+
+from sed_lightning.training.preflight import configure_wandb
+from tests.conftest import compose_train
+from tests.training.runs import ensure_data, env, metrics, run_train
+
+
+def wandb_records(path: Path):
+    """The records of a W&B transaction log (``run-*.wandb``: LevelDB-style log blocks)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, pending = 7, 32768, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # block trailer padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        pending += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # a FULL record, or the LAST chunk of one
+            record = pb.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            yield record
+
+
+def logged_history(path: Path) -> dict[str, float]:
+    """The last value of every key in the run's history."""
+    values = {}
+    for record in wandb_records(path):
+        if record.WhichOneof("record_type") == "history":
+            for item in record.history.item:
+                values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return values
+
+
+def test_wandb_logger_runs_offline_without_network_or_key(tmp_path, data_dir):
+    ensure_data(data_dir, tmp_path)
+    unreachable = "http://127.0.0.1:9"  # any connection attempt fails at once
+    offline_env = env(
+        HOME=str(tmp_path / "home"),  # no ~/.netrc, no W&B settings
+        WANDB_BASE_URL=unreachable,
+        HTTP_PROXY=unreachable,
+        HTTPS_PROXY=unreachable,
+    )
+    for key in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_DIR", "NETRC"):
+        offline_env.pop(key, None)
+    run = tmp_path / "run"
+    run_train(run, data_dir, "logger=wandb", env=offline_env, timeout=120)
+    (log_file,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
+    history = logged_history(log_file)
+    assert {"train/loss_epoch", "val/event_f1", "test/event_f1"} <= set(history)
+    assert history["test/event_f1"] == metrics(run)["test/event_f1"]
+
+
+def test_wandb_online_without_a_key_falls_back_to_offline(monkeypatch, tmp_path):
+    for var in ("WANDB_MODE", "WANDB_SILENT"):  # set here so that teardown restores them
+        monkeypatch.setenv(var, "")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    cfg = compose_train(["logger=wandb", "logger.wandb.offline=false"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    configure_wandb(cfg)
+    assert cfg.logger.wandb.offline is True
+    assert os.environ["WANDB_MODE"] == "offline"
