@@ -42,6 +42,7 @@ class DataConfig:
     events_dir: str | None = None
     eval_batch_size: int = 32
     num_workers: int = 0
+    pin_memory: bool = False
     seed: int = 0
     n_batches: int | None = None
     on_bad_file: str = "raise"  # raise | skip (see sed_lightning/data/validation.py)
@@ -84,6 +85,7 @@ class TrainConfig:
     test: bool = True
     ckpt_path: str | None = None
     optimized_metric: str | None = None
+    compile: bool = False
 
 
 def register_configs() -> None:

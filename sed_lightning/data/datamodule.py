@@ -51,6 +51,7 @@ class SEDDataModule(L.LightningDataModule):
         clip_duration: clip length in seconds (pad/crop).
         eval_batch_size: batch size of validation/test/predict loaders.
         num_workers: DataLoader workers.
+        pin_memory: page-locked batches (faster copies to a GPU).
         seed: sampler seed.
         n_batches: training batches per epoch (default: one pass over the largest kind).
         on_bad_file: what a clip with a problem (unreadable/empty/NaN audio, missing
@@ -81,6 +82,7 @@ class SEDDataModule(L.LightningDataModule):
         clip_duration: float = 10.0,
         eval_batch_size: int = 32,
         num_workers: int = 0,
+        pin_memory: bool = False,
         seed: int = 0,
         n_batches: int | None = None,
         on_bad_file: str = "raise",
@@ -111,6 +113,7 @@ class SEDDataModule(L.LightningDataModule):
         self.clip_duration = clip_duration
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
+        self.pin_memory = pin_memory
         self.seed = seed
         self.n_batches = n_batches
         self.on_bad_file = on_bad_file
@@ -188,6 +191,7 @@ class SEDDataModule(L.LightningDataModule):
             dataset,
             collate_fn=SEDBatch.collate,
             num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             **kwargs,
         )

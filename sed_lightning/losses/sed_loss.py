@@ -14,13 +14,16 @@ _EPS = 1e-7
 
 @dataclass
 class LossOutput:
-    """Loss terms of one batch; ``total = weak_weight * weak + strong_weight * strong``."""
+    """Loss terms of one batch; ``total = weak_weight * weak + strong_weight * strong``.
+
+    All are tensors (no host-device synchronisation in the training step).
+    """
 
     total: torch.Tensor
     weak: torch.Tensor
     strong: torch.Tensor
-    weak_weight: float
-    strong_weight: float
+    weak_weight: torch.Tensor
+    strong_weight: torch.Tensor
 
 
 def summed_bce(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -35,8 +38,19 @@ def summed_bce(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         >>> round(summed_bce(p, torch.tensor([[1.0, 0.0]])).item(), 4)  # 2 * ln 2
         1.3863
     """
+    return per_item_bce(prediction, target).mean()
+
+
+def per_item_bce(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-item BCE ``(batch,)``: summed over classes, averaged over frames if any."""
     bce = binary_cross_entropy(prediction.clamp(_EPS, 1 - _EPS), target, reduction="none")
-    return bce.sum(dim=1).mean()
+    return bce.sum(dim=1).flatten(1).mean(dim=1) if bce.dim() > 2 else bce.sum(dim=1)
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``mask``; exactly 0 when the mask is empty (no sync)."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 class SEDLoss(nn.Module):
@@ -76,17 +90,20 @@ class SEDLoss(nn.Module):
         self.weighting = weighting
         self.min_share = min_share
 
-    def weights(self, has_weak: torch.Tensor, has_strong: torch.Tensor) -> tuple[float, float]:
-        """``(w_weak, w_strong)`` for a batch with these masks."""
+    def weights(
+        self, has_weak: torch.Tensor, has_strong: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(w_weak, w_strong)`` for a batch with these masks (0-d tensors)."""
         if self.weighting == "fixed":
-            return self.weak_weight, self.strong_weight
-        n_labelled = int(has_weak.sum())
-        if n_labelled == 0:
-            return 0.0, 0.0
-        n_strong = int((has_strong & has_weak).sum())
-        weak_share = (n_labelled - n_strong) / n_labelled
+            as_tensor = has_weak.new_tensor
+            return as_tensor(self.weak_weight, dtype=torch.float), as_tensor(
+                self.strong_weight, dtype=torch.float
+            )
+        n_labelled = has_weak.sum().clamp(min=1).float()
+        n_strong = (has_strong & has_weak).sum().float()
+        weak_share = (has_weak.sum() - n_strong) / n_labelled
         strong_share = n_strong / n_labelled
-        return float(weak_share >= self.min_share), float(strong_share >= self.min_share)
+        return (weak_share >= self.min_share).float(), (strong_share >= self.min_share).float()
 
     def forward(
         self,
@@ -97,12 +114,7 @@ class SEDLoss(nn.Module):
         has_weak: torch.Tensor,
         has_strong: torch.Tensor,
     ) -> LossOutput:
-        zero = weak_pred.sum() * 0.0  # keeps the graph (and device) when a term is empty
-        weak = summed_bce(weak_pred[has_weak], weak_target[has_weak]) if has_weak.any() else zero
-        strong = (
-            summed_bce(strong_pred[has_strong], strong_target[has_strong])
-            if has_strong.any()
-            else zero
-        )
+        weak = masked_mean(per_item_bce(weak_pred, weak_target), has_weak)
+        strong = masked_mean(per_item_bce(strong_pred, strong_target), has_strong)
         w_weak, w_strong = self.weights(has_weak, has_strong)
         return LossOutput(w_weak * weak + w_strong * strong, weak, strong, w_weak, w_strong)

@@ -21,6 +21,8 @@ def build_module(cfg: DictConfig) -> SEDModule:
     class_names = list(cfg.data.class_names)
     frontend = instantiate(cfg.features)
     model = instantiate(cfg.model)(n_classes=len(class_names), n_mels=frontend.n_mels)
+    if cfg.get("compile"):
+        model.compile()  # in place: the state dict keeps its keys
     return SEDModule(
         frontend=frontend,
         model=model,

@@ -58,7 +58,15 @@ def test_auto_weighting_zeroes_a_kind_below_min_share(n_strong, n_weak, expected
     has_strong = [True] * n_strong + [False] * n_weak
     batch = _batch([True] * (n_strong + n_weak), has_strong)
     out = SEDLoss(weighting="auto", min_share=0.1)(**batch)
-    assert (out.weak_weight, out.strong_weight) == expected
+    assert (float(out.weak_weight), float(out.strong_weight)) == expected
     assert out.total.item() == pytest.approx(
         expected[0] * out.weak.item() + expected[1] * out.strong.item()
     )
+
+
+def test_no_labelled_items_gives_zero_loss_with_a_graph():
+    batch = _batch([False, False], [False, False])
+    out = SEDLoss(weighting="auto")(**batch)
+    assert out.total.item() == 0.0 and out.weak.item() == 0.0
+    out.total.backward()
+    assert batch["weak_pred"].grad is not None
