@@ -39,6 +39,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from sed_lightning.data.audio import save_audio
+from sed_lightning.data.batch import KINDS
 from sed_lightning.data.procedural import BACKGROUND_RMS, FADE_SECONDS, generate_background
 from sed_lightning.data.sources import SPLITS, EventBank, EventSource
 from sed_lightning.data.tsv import (
@@ -62,7 +63,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-KINDS = ("strong", "weak", "unlabeled")
 #: truth.tsv columns: strong labels, then where each event came from.
 TRUTH_COLUMNS = (*STRONG_COLUMNS, "source", "source_onset", "source_offset", "ebr_db")
 LABEL_FILES = {"strong": ("strong.tsv", "weak.tsv"), "weak": ("weak.tsv",), "unlabeled": ()}
