@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sed_lightning.data.tsv import read_durations_tsv, read_strong_tsv
+from sed_lightning.data.validation import merge_same_class_events
 from sed_lightning.evaluation.metrics import psds_with_per_class, sed_eval_metrics
 from sed_lightning.evaluation.scores import durations_from_scores, read_scores
 from sed_lightning.evaluation.settings import PSDS_SETTINGS
@@ -36,7 +38,13 @@ def evaluate_files(
     drop_classes_without_events: bool = False,
 ) -> dict[str, Any]:
     """Compute the metrics for the given files (what the CLI prints)."""
-    reference = read_strong_tsv(ref, class_names=classes)
+    reference, merged = merge_same_class_events(read_strong_tsv(ref, class_names=classes))
+    if merged:
+        shown = ", ".join(merged[:10]) + (" ..." if len(merged) > 10 else "")
+        print(  # stdout carries only the JSON
+            f"warning: {ref}: overlapping same-class events merged in {len(merged)} file(s): {shown}",
+            file=sys.stderr,
+        )
     if classes is None:
         classes = sorted(set(reference["event_label"]))
     classes = [str(c) for c in classes]

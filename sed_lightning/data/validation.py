@@ -512,6 +512,24 @@ class _SetChecker:
                 )
 
 
+def merge_same_class_events(events: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Merge overlapping or touching same-class events, per file, in a strong event table.
+
+    Returns the merged table (sorted by filename, onset) and the files that had merges.
+    sed_eval and sed_scores_eval reject such references; this is what the datasets do too.
+    """
+    rows, touched = [], []
+    for filename, group in events.groupby("filename", sort=True):
+        evs = [(r.onset, r.offset, r.event_label, i) for i, r in enumerate(group.itertuples())]
+        merged, groups = _merge_same_class(evs)
+        rows.extend((filename, *ev) for ev in merged)
+        if groups:
+            touched.append(str(filename))
+    table = pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
+    table.attrs.update(events.attrs)
+    return table, touched
+
+
 def _merge_same_class(
     events: list[tuple[float, float, str, int]],
 ) -> tuple[list[Event], list[list[int]]]:

@@ -121,3 +121,28 @@ def test_durations_default_to_last_score_timestamp(files):
     from_scores = evaluate_files(ref, est, scores_dir)
     assert from_scores["psds1"] == pytest.approx(with_file["psds1"])
     assert from_scores["psds2"] == pytest.approx(with_file["psds2"])
+
+
+def test_overlapping_same_class_reference_events_are_merged(tmp_path):
+    """A DESED reference with overlapping same-class events scores instead of crashing."""
+    ref = tmp_path / "ref.tsv"
+    ref.write_text(
+        "filename\tonset\toffset\tevent_label\n"
+        "a.wav\t1.0\t3.0\tDog\n"
+        "a.wav\t2.0\t4.0\tDog\n"  # overlaps the previous Dog event -> one event 1.0-4.0
+        "a.wav\t5.0\t6.0\tCat\n"
+    )
+    est = tmp_path / "est.tsv"
+    est.write_text(
+        "filename\tonset\toffset\tevent_label\na.wav\t1.0\t4.0\tDog\na.wav\t5.0\t6.0\tCat\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "sed_lightning.evaluate", f"ref={ref}", f"est={est}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "merged in 1 file(s): a.wav" in proc.stderr
+    assert json.loads(proc.stdout)["event_f1"] == 1.0
