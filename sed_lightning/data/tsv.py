@@ -154,6 +154,12 @@ def _read_table(path: str | PathLike, columns: Sequence[str]) -> tuple[Path, pd.
     return path, table.reset_index(drop=True)
 
 
+def _kept_rows(table: pd.DataFrame, keep: pd.Series, **columns: pd.Series) -> pd.DataFrame:
+    """``filename``, the given value columns and each row's file line, for the kept rows."""
+    lines = [_line(i) for i in range(len(table))]
+    return pd.DataFrame({"filename": table["filename"], **columns, LINE_COLUMN: lines})[keep]
+
+
 def _line(index: int) -> int:
     """1-based line number of the data row at 0-based position ``index``."""
     return index + _FIRST_DATA_LINE
@@ -384,13 +390,7 @@ def parse_weak_tsv(path: str | PathLike, class_names: Sequence[str] | None = Non
         table, key, ~_bad_rows(table, problems), problems, "label list"
     )
     problems.sort()
-    weak = pd.DataFrame(
-        {
-            "filename": table["filename"],
-            "event_labels": labels,
-            LINE_COLUMN: [_line(i) for i in range(len(table))],
-        }
-    )[keep]
+    weak = _kept_rows(table, keep, event_labels=labels)
     weak = weak.sort_values("filename", kind="stable").reset_index(drop=True)
     return ParsedTable(path, weak, problems, duplicates)
 
@@ -462,13 +462,7 @@ def parse_durations_tsv(path: str | PathLike) -> ParsedTable:
         table, key, ~_bad_rows(table, problems), problems, "duration"
     )
     problems.sort()
-    rows = pd.DataFrame(
-        {
-            "filename": table["filename"],
-            "duration": duration,
-            LINE_COLUMN: [_line(i) for i in range(len(table))],
-        }
-    )[keep]
+    rows = _kept_rows(table, keep, duration=duration)
     return ParsedTable(path, rows.reset_index(drop=True), problems, duplicates)
 
 
