@@ -56,6 +56,9 @@ class LossConfig:
     strong_weight: float = 1.0
     weighting: str = "fixed"
     min_share: float = 0.1
+    # Mean-teacher consistency (the MeanTeacher callback; 0: off) and its ramp-up in steps.
+    consistency_weight: float = 0.0
+    consistency_rampup: int = 0
 
 
 @dataclass
@@ -84,8 +87,15 @@ class TrainConfig:
     train: bool = True
     test: bool = True
     ckpt_path: str | None = None
+    # Initialise the network's weights from a checkpoint (not a resume: fresh optimizer).
+    init_from: str | None = None
     optimized_metric: str | None = None
     compile: bool = False
+    # Optional parts (None: off). Each is a config group: conf/<name>/*.yaml.
+    augment: Any = None  # sed_lightning/features/augment.py
+    self_training: Any = None  # sed_lightning/selftraining/
+    label_constraint: Any = None  # +experiment=label_constraint
+    study: Any = None  # ablation study metadata (experiments/<study>, report)
 
 
 def register_configs() -> None:

@@ -17,11 +17,13 @@ from omegaconf import DictConfig
 
 from sed_lightning.config import register_configs
 from sed_lightning.data.validation import DataValidationError
+from sed_lightning.selftraining.rounds import run_rounds
 from sed_lightning.training.build import (
     build_datamodule,
     build_module,
     build_trainer,
     label_encoder,
+    load_weights,
     summary,
 )
 from sed_lightning.training.preflight import (
@@ -31,6 +33,7 @@ from sed_lightning.training.preflight import (
     resolve_ckpt_path,
     warn_config_changes,
 )
+from sed_lightning.training.run_info import write_run_info
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -53,6 +56,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg) if cfg.train else None
     module = build_module(cfg)
+    if cfg.get("init_from") and not ckpt_path:
+        load_weights(module, cfg.init_from)
     check_config(cfg, frame_hop=label_encoder(cfg, module).frame_hop)
     configure_wandb(cfg)
     if ckpt_path:
@@ -78,8 +83,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    write_run_info(cfg)  # run_info.json: package versions, overrides, start time
     try:
-        metrics = train(cfg)
+        if cfg.get("self_training") and cfg.self_training.rounds > 0:
+            metrics = run_rounds(cfg, train)
+        else:
+            metrics = train(cfg)
     except ConfigError as err:  # one line naming the key, no traceback
         raise SystemExit(f"config error: {err}") from None
     except DataValidationError as err:  # every bad file and TSV row, no traceback

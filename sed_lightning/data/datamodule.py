@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -185,6 +187,22 @@ class SEDDataModule(L.LightningDataModule):
         self.validate(names)  # every set of the stage at once: one error lists all problems
         for name in names:
             self.dataset(name)
+        self.write_set_summary()
+
+    def set_summary(self) -> dict[str, dict[str, Any]]:
+        """``name -> {kind, n_clips, training}`` of the sets built so far."""
+        return {
+            name: {"kind": ds.kind, "n_clips": len(ds), "training": name in self.train_sets}
+            for name, ds in self.datasets.items()
+        }
+
+    def write_set_summary(self) -> None:
+        """``<output_dir>/data_sets.json``: what this run trained and evaluated on."""
+        if self.output_dir is None or rank_zero_only.rank != 0:
+            return
+        path = Path(self.output_dir) / "data_sets.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.set_summary(), indent=2) + "\n")
 
     def _loader(self, dataset, loader_cls: type[DataLoader] = DataLoader, **kwargs) -> DataLoader:
         return loader_cls(

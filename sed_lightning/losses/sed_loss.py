@@ -42,8 +42,14 @@ def summed_bce(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def per_item_bce(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-item BCE ``(batch,)``: summed over classes, averaged over frames if any."""
-    bce = binary_cross_entropy(prediction.clamp(_EPS, 1 - _EPS), target, reduction="none")
+    """Per-item BCE ``(batch,)``: summed over classes, averaged over frames if any.
+
+    Computed in float32 with autocast off: under mixed precision the probabilities may be
+    half precision, and ``binary_cross_entropy`` is not autocast-safe.
+    """
+    with torch.autocast(prediction.device.type, enabled=False):
+        prediction, target = prediction.float().clamp(_EPS, 1 - _EPS), target.float()
+        bce = binary_cross_entropy(prediction, target, reduction="none")
     return bce.sum(dim=1).flatten(1).mean(dim=1) if bce.dim() > 2 else bce.sum(dim=1)
 
 
@@ -68,6 +74,11 @@ class SEDLoss(nn.Module):
             below ``min_share`` gets weight 0, the others weight 1 (the seed method: 1:1 mix
             -> both 1; fewer than 10 % strong clips -> strong loss ignored).
         min_share: the share under which a kind is ignored with ``weighting="auto"``.
+        consistency_weight: the mean-teacher consistency weight once ramped up (0: off).
+            Only stored here (``forward`` ignores it): the
+            :class:`~sed_lightning.training.mean_teacher.MeanTeacher` callback reads it from
+            ``loss.consistency_weight`` in the config and adds the term in the training step.
+        consistency_rampup: optimizer steps of its sigmoid ramp-up (stored, as above).
 
     Shape:
         - weak_pred, weak_target: ``(batch, n_classes)``
@@ -81,6 +92,8 @@ class SEDLoss(nn.Module):
         strong_weight: float = 1.0,
         weighting: Literal["fixed", "auto"] = "fixed",
         min_share: float = 0.1,
+        consistency_weight: float = 0.0,
+        consistency_rampup: int = 0,
     ) -> None:
         super().__init__()
         if weighting not in ("fixed", "auto"):
@@ -89,6 +102,8 @@ class SEDLoss(nn.Module):
         self.strong_weight = strong_weight
         self.weighting = weighting
         self.min_share = min_share
+        self.consistency_weight = consistency_weight
+        self.consistency_rampup = consistency_rampup
 
     def weights(
         self, has_weak: torch.Tensor, has_strong: torch.Tensor

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from sed_lightning.data.datamodule import SEDDataModule
 from sed_lightning.data.labels import LabelEncoder
+from sed_lightning.labelconstraint.module import build_label_constraint_module
 from sed_lightning.training.module import SEDModule
 
 log = logging.getLogger(__name__)
@@ -23,15 +26,19 @@ def build_module(cfg: DictConfig) -> SEDModule:
     model = instantiate(cfg.model)(n_classes=len(class_names), n_mels=frontend.n_mels)
     if cfg.get("compile"):
         model.compile()  # in place: the state dict keeps its keys
-    return SEDModule(
+    module = SEDModule(
         frontend=frontend,
         model=model,
         loss=instantiate(cfg.loss),
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        augment=instantiate(cfg.augment) if cfg.get("augment") else None,
         class_names=class_names,
         run_config=OmegaConf.to_container(cfg, resolve=True),
     )
+    if cfg.get("label_constraint"):  # the second method: + lambda * KL to label features
+        module = build_label_constraint_module(cfg, module)
+    return module
 
 
 def label_encoder(cfg: DictConfig, module: SEDModule) -> LabelEncoder:
@@ -60,3 +67,12 @@ def summary(metrics: dict[str, Any]) -> str:
     keys = ["event_f1", "segment_f1", "psds1", "psds2", "clip_map"]
     rows = [f"  {k:<11} {float(metrics[f'test/{k}']):.4f}" for k in keys if f"test/{k}" in metrics]
     return "test metrics:\n" + "\n".join(rows)
+
+
+def load_weights(module: SEDModule, ckpt_path: str) -> None:
+    """Initialise ``module``'s weights from a checkpoint (strict; optimizer state not used)."""
+    if not Path(ckpt_path).is_file():
+        raise FileNotFoundError(f"init_from: checkpoint {ckpt_path} does not exist")
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    module.load_state_dict(state)
+    log.info("weights initialised from %s", ckpt_path)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -13,6 +14,9 @@ from torch import nn
 from sed_lightning.data.batch import SEDBatch
 from sed_lightning.losses.sed_loss import LossOutput, SEDLoss
 from sed_lightning.models.sed import SEDModel, SEDOutput
+
+if TYPE_CHECKING:
+    from sed_lightning.training.mean_teacher import MeanTeacher
 
 
 class StagePredictions:
@@ -45,6 +49,14 @@ class SEDModule(L.LightningModule):
         class_names: ordered class names (saved with the checkpoint).
         run_config: the resolved run config, saved in checkpoints so that ``predict``
             can rebuild the same pipeline.
+        augment: training-time augmentation
+            (:class:`~sed_lightning.features.augment.Augmentation`: ``augment(batch,
+            frame_samples)`` on the batch, ``augment.features(x)`` on the features), or
+            ``None``. Only the training step uses it.
+
+    ``teacher`` is set by the :class:`~sed_lightning.training.mean_teacher.MeanTeacher`
+    callback (a plain attribute, not a submodule); while set, the training loss gets its
+    consistency term (:meth:`with_consistency`).
     """
 
     def __init__(
@@ -56,6 +68,7 @@ class SEDModule(L.LightningModule):
         scheduler: Callable[..., Any] | None,
         class_names: Sequence[str],
         run_config: dict | None = None,
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.frontend = frontend
@@ -65,7 +78,9 @@ class SEDModule(L.LightningModule):
         self.scheduler_factory = scheduler
         self.class_names = list(class_names)
         self.run_config = run_config or {}
+        self.augment = augment
         self.predictions: dict[str, StagePredictions] = {}
+        self.teacher: MeanTeacher | None = None
 
     def forward(self, audio: torch.Tensor) -> SEDOutput:
         return self.model(self.frontend(audio))
@@ -97,8 +112,34 @@ class SEDModule(L.LightningModule):
             batch_size=batch_size,
         )
 
+    def augmented(self, batch: SEDBatch) -> tuple[SEDBatch, torch.Tensor]:
+        """The training batch and its features, both augmented when ``augment`` is set."""
+        if self.augment is None:
+            return batch, self.frontend(batch.audio)
+        frame_samples = self.frontend.hop_length * self.model.time_pooling
+        batch = self.augment(batch, frame_samples=frame_samples)
+        return batch, self.augment.features(self.frontend(batch.audio))
+
+    def with_consistency(
+        self, batch: SEDBatch, features: torch.Tensor, output: SEDOutput, loss: LossOutput
+    ) -> LossOutput:
+        """``loss`` with ``weight * consistency`` of the mean teacher added to ``total``
+        (both logged), or ``loss`` itself when no teacher is attached."""
+        if self.teacher is None:
+            return loss
+        mse, weight = self.teacher.consistency(batch, features, output, self.global_step)
+        self.log_dict(
+            {"train/loss_consistency": mse, "train/consistency_weight": weight},
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(batch),
+        )
+        return replace(loss, total=loss.total + weight * mse)
+
     def training_step(self, batch: SEDBatch, batch_idx: int) -> torch.Tensor:
-        loss = self.compute_loss(batch, self(batch.audio))
+        batch, features = self.augmented(batch)
+        output = self.model(features)
+        loss = self.with_consistency(batch, features, output, self.compute_loss(batch, output))
         self._log_loss("train", loss, len(batch))
         self.log_dict(
             {"train/weak_weight": loss.weak_weight, "train/strong_weight": loss.strong_weight},

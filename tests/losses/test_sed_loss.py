@@ -70,3 +70,16 @@ def test_no_labelled_items_gives_zero_loss_with_a_graph():
     assert out.total.item() == 0.0 and out.weak.item() == 0.0
     out.total.backward()
     assert batch["weak_pred"].grad is not None
+
+
+def test_loss_under_mixed_precision_matches_float32():
+    """Half-precision probabilities under autocast (as with trainer.precision=16-mixed)."""
+    torch.manual_seed(0)
+    weak, strong = torch.rand(4, 3), torch.rand(4, 3, 10)
+    weak_t, strong_t = (weak > 0.5).float(), (strong > 0.5).float()
+    masks = torch.tensor([True, True, True, False]), torch.tensor([True, False, True, False])
+    expected = SEDLoss()(weak, strong, weak_t, strong_t, *masks).total
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = SEDLoss()(weak.bfloat16(), strong.bfloat16(), weak_t, strong_t, *masks).total
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=0.05, rtol=0.02)

@@ -1,0 +1,230 @@
+"""Self-training rounds: train, pseudo-label the unlabeled set, add it to the weak set, retrain.
+
+Round 0 is the ordinary training. Round ``k >= 1`` pseudo-labels the unlabeled set with
+round ``k-1``'s best checkpoint (clip probabilities binarized with per-class thresholds) and
+trains on the weak set grown by those clips (W' = W ∪ U; a clip admitted once stays, its
+labels refreshed by the newest model). Everything goes under the run dir::
+
+    rounds.json                    per-round test metrics, deltas, weak-set sizes, lineage
+    rounds/round_K/                a whole run's outputs (metrics.json, checkpoints/, ...)
+    rounds/round_K/pseudo_labels.tsv   (K >= 1) DESED weak format
+    rounds/round_K/lineage.json        which checkpoint labelled what, with which thresholds
+
+Starting the same command again in the same run dir (``hydra.run.dir=<run dir>``) skips the
+finished rounds and resumes the unfinished one from its ``last.ckpt`` if it has one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from sed_lightning.data.tsv import write_durations_tsv, write_weak_tsv
+from sed_lightning.inference import Predictor
+from sed_lightning.selftraining.pseudo_labels import (
+    class_counts,
+    class_thresholds,
+    clip_scores,
+    pseudo_label_table,
+)
+from sed_lightning.training.build import build_datamodule, build_module
+
+log = logging.getLogger(__name__)
+
+PSEUDO_SET = "pseudo_weak"
+HEADLINE = ("event_f1", "segment_f1", "psds1", "psds2", "clip_map")
+
+TrainFn = Callable[[DictConfig], dict[str, float]]
+
+
+def round_dir(run_dir: Path, k: int) -> Path:
+    return run_dir / "rounds" / f"round_{k}"
+
+
+def load_summary(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "rounds.json"
+    return json.loads(path.read_text()) if path.exists() else {"rounds": []}
+
+
+def save_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    path = run_dir / "rounds.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a kill never leaves a half-written summary
+    return path
+
+
+def with_deltas(entry: dict[str, Any], previous: dict[str, Any] | None, first: dict[str, Any]):
+    """Add ``delta_prev`` / ``delta_round0`` of the headline test metrics to ``entry``."""
+    for name, ref in (("delta_prev", previous), ("delta_round0", first)):
+        if ref is None:
+            continue
+        entry[name] = {
+            k: entry["test"][k] - ref["test"][k]
+            for k in entry["test"]
+            if k in ref["test"] and k.split("/")[-1] in HEADLINE
+        }
+    return entry
+
+
+def round_config(cfg: DictConfig, k: int, out: Path, extra: dict[str, Any]) -> DictConfig:
+    """The config of round ``k``: its own output dir, plus ``extra`` data/init settings."""
+    st = cfg.self_training
+    rcfg = copy.deepcopy(cfg)
+    with open_dict(rcfg):
+        rcfg.paths.output_dir = str(out)
+        if k >= 1 and st.get("max_epochs"):
+            rcfg.trainer.max_epochs = st.max_epochs
+        last = out / "checkpoints" / "last.ckpt"
+        rcfg.ckpt_path = "last" if last.exists() else None  # resume an interrupted round
+        for key, value in extra.items():
+            if isinstance(value, dict) and OmegaConf.select(rcfg, key) is None:
+                OmegaConf.update(rcfg, key, {}, merge=False)  # merge into typed nodes
+            OmegaConf.update(rcfg, key, value, merge=isinstance(value, dict))
+    return rcfg
+
+
+def pseudo_label(cfg: DictConfig, k: int, out: Path, previous: dict[str, Any]) -> dict[str, Any]:
+    """Label the unlabeled set with the previous round's best checkpoint; write round files.
+
+    Returns the lineage record (also written to ``out/lineage.json``).
+    """
+    st = cfg.self_training
+    ckpt = previous["best_checkpoint"]
+    if not ckpt or not Path(ckpt).exists():
+        raise FileNotFoundError(
+            f"round {k - 1} has no best checkpoint to pseudo-label with ({ckpt!r})"
+        )
+    device = "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
+    module = Predictor.from_checkpoint(ckpt, device=device).module
+    datamodule = build_datamodule(cfg, build_module(cfg))
+    datamodule.prepare_data()
+    dataset = datamodule.dataset(st.unlabeled_set)
+    names, scores = clip_scores(module, dataset, cfg.data.eval_batch_size, device)
+    class_names = list(cfg.data.class_names)
+    thresholds = class_thresholds(st.thresholds, class_names)
+    admitted = previous["pseudo_clips"] if st.accumulate else []
+    table = pseudo_label_table(names, scores, class_names, thresholds, admitted, st.drop_empty)
+    out.mkdir(parents=True, exist_ok=True)
+    labels_path, durations_path = out / "pseudo_labels.tsv", out / "pseudo_durations.tsv"
+    write_weak_tsv(table, labels_path)
+    write_durations_tsv({f: dataset.durations[f] for f in table["filename"]}, durations_path)
+    lineage = {
+        "round": k,
+        "labelled_by": ckpt,
+        "labelled_set": st.unlabeled_set,
+        "thresholds": dict(zip(class_names, thresholds, strict=True)),
+        "drop_empty": bool(st.drop_empty),
+        "accumulate": bool(st.accumulate),
+        "n_unlabeled": len(names),
+        "n_pseudo_clips": len(table),
+        "n_empty_kept": int((table["event_labels"].map(len) == 0).sum()),
+        "class_counts": class_counts(table, class_names),
+        "pseudo_labels": str(labels_path),
+        "clips": list(table["filename"]),
+        "audio_dir": datamodule.sources[st.unlabeled_set].audio_dir,
+    }
+    (out / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
+    log.info(
+        "round %d: %d of %d unlabeled clips pseudo-labelled by %s -> %s",
+        k,
+        len(table),
+        len(names),
+        ckpt,
+        labels_path,
+    )
+    return lineage
+
+
+def pseudo_data(cfg: DictConfig, lineage: dict[str, Any]) -> dict[str, Any]:
+    """Config updates adding the pseudo-labelled clips to the training sets as weak clips."""
+    sets = OmegaConf.to_container(cfg.data.sets, resolve=True) if cfg.data.sets else {}
+    sets[PSEUDO_SET] = {
+        "kind": "weak",
+        "audio_dir": lineage["audio_dir"],
+        "labels": lineage["pseudo_labels"],
+        "durations": str(Path(lineage["pseudo_labels"]).with_name("pseudo_durations.tsv")),
+    }
+    train_sets = [s for s in cfg.data.train_sets if s != PSEUDO_SET] + [PSEUDO_SET]
+    return {"data.sets": sets, "data.train_sets": train_sets}
+
+
+def run_rounds(cfg: DictConfig, train_fn: TrainFn) -> dict[str, float]:
+    """Round 0 and ``cfg.self_training.rounds`` self-training rounds; returns the last metrics."""
+    st = cfg.self_training
+    if st.init not in ("continue", "scratch"):
+        raise ValueError(f"self_training.init must be 'continue' or 'scratch', got {st.init!r}")
+    run_dir = Path(cfg.paths.output_dir)
+    summary = load_summary(run_dir)
+    thresholds = st.thresholds
+    if OmegaConf.is_config(thresholds):
+        thresholds = OmegaConf.to_container(thresholds)
+    summary.update(n_rounds=int(st.rounds), thresholds=thresholds)
+    done = {entry["round"]: entry for entry in summary["rounds"]}
+    metrics: dict[str, float] = {}
+    for k in range(int(st.rounds) + 1):
+        if k in done:
+            log.info("round %d finished earlier (%s): skipped", k, done[k]["output_dir"])
+            continue
+        out = round_dir(run_dir, k)
+        extra: dict[str, Any] = {}
+        lineage = None
+        if k >= 1:
+            previous = done[k - 1]
+            lineage = pseudo_label(cfg, k, out, previous)
+            extra = pseudo_data(cfg, lineage)
+            if st.init == "continue":
+                extra["init_from"] = previous["best_checkpoint"]
+        log.info("self-training round %d of %d -> %s", k, int(st.rounds), out)
+        metrics = train_fn(round_config(cfg, k, out, extra))
+        entry = round_entry(k, out, metrics, lineage, extra.get("init_from"))
+        first = done.get(0, entry)
+        done[k] = with_deltas(entry, done.get(k - 1), first if k else None)
+        summary["rounds"] = [done[i] for i in sorted(done)]
+        log.info("round %d done; summary in %s", k, save_summary(run_dir, summary))
+    return metrics
+
+
+def round_entry(
+    k: int, out: Path, metrics: dict[str, float], lineage: dict | None, init_from: str | None
+) -> dict[str, Any]:
+    """The ``rounds.json`` record of a finished round."""
+    n_weak = count_clips(out, "weak")
+    entry: dict[str, Any] = {
+        "round": k,
+        "output_dir": str(out),
+        "best_checkpoint": best_checkpoint_path(out),
+        "n_weak_clips": n_weak,
+        "n_strong_clips": count_clips(out, "strong"),
+        "n_pseudo_clips": lineage["n_pseudo_clips"] if lineage else 0,
+        "pseudo_clips": lineage["clips"] if lineage else [],
+        "labelled_by": lineage["labelled_by"] if lineage else None,
+        "init_from": init_from,
+        "test": {k2: v for k2, v in metrics.items() if k2.startswith("test/")},
+    }
+    return entry
+
+
+def count_clips(out: Path, kind: str) -> int:
+    """Training clips of ``kind`` a finished round used (from its ``data_sets.json``)."""
+    path = out / "data_sets.json"
+    if not path.exists():
+        return 0
+    sets = json.loads(path.read_text())
+    return sum(s["n_clips"] for s in sets.values() if s["training"] and s["kind"] == kind)
+
+
+def best_checkpoint_path(out: Path) -> str:
+    """The round's best checkpoint (the ``best-*`` one the evaluation tested); "" if none."""
+    found = sorted((out / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if found:
+        return str(found[-1])
+    last = out / "checkpoints" / "last.ckpt"
+    return str(last) if last.exists() else ""
