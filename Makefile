@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: help install train test test-all lint format bench clean
+.PHONY: help install train test test-all lint format bench ablations clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,21 @@ format: install  ## ruff autofix + format
 
 bench: install  ## speed/cost/accuracy benchmarks -> benchmarks/results/ (ARGS="--name cpu ...")
 	$(PY) -m benchmarks.bench $(ARGS)
+
+# label_constraint joins once its checkpoint is wired (conf/experiment/ablation/label_constraint.yaml)
+STUDIES ?= loss_weighting pooling model median_filter self_training augment
+
+ablations: install  ## every ablation sweep + report -> experiments/<study>/ (hours on CPU; STUDIES=pooling)
+	@for study in $(STUDIES); do \
+		echo "== ablation study $$study"; \
+		$(PY) -m sed_lightning.train -m +experiment=ablation/$$study $(ARGS) || exit 1; \
+		if [ $$study = median_filter ]; then \
+			$(PY) -m sed_lightning.tune_postprocess median-study experiments/median_filter/runs \
+				--out experiments/median_filter || exit 1; \
+		else \
+			$(PY) -m sed_lightning.report experiments/$$study || exit 1; \
+		fi; \
+	done
 
 clean:  ## remove caches and outputs (keeps .venv and data_cache)
 	rm -rf outputs multirun .pytest_cache .ruff_cache

@@ -1,0 +1,505 @@
+"""Ablation report: ``python -m sed_lightning.report experiments/<study> [--runs-dir DIR]``.
+
+Finds every run under the study folder (a run dir holds ``.hydra/overrides.yaml`` and
+``metrics.json``; a self-training run holds ``rounds/round_K/metrics.json`` instead and
+counts as one run per round, ``rounds=K``), groups the runs into configurations by their
+swept overrides without the seed, and writes into the study folder:
+
+- ``results.csv``: one row per configuration, mean / std / p-value of each metric;
+- ``results.md``: the same as a table under a header naming the study, its training
+  budget, the seeds, the dates of the runs and the package versions;
+- ``results.png``: a bar chart of the means with std error bars.
+
+Swept overrides are the keys of ``hydra.sweeper.params``, the command-line sweeps of the
+multirun (``multirun.yaml``) and the keys listed in ``study.factors``. The reference
+configuration is ``study.reference`` (comma-separated ``key=value``); each other
+configuration is compared with it by a paired t-test over the seeds both have.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+from scipy import stats
+
+from sed_lightning.training.run_info import RUN_INFO
+
+log = logging.getLogger(__name__)
+
+METRICS = ("event_f1", "segment_f1", "psds1", "psds2", "clip_map")
+METRIC_PREFIX = "test/"
+ROUND_KEY = "rounds"
+TEST_NAME = "paired t-test (scipy.stats.ttest_rel)"
+
+
+# ---------------------------------------------------------------- reading the runs
+
+
+@dataclass
+class RunDir:
+    """What a run folder says about how it was made (``.hydra/`` and ``run_info.json``)."""
+
+    path: Path
+    overrides: dict[str, str]
+    swept: list[str]
+    choices: dict[str, Any]
+    config: DictConfig
+    info: dict[str, Any]
+
+
+@dataclass
+class Run:
+    """One result: a run (or one round of a self-training run) with its configuration."""
+
+    path: Path
+    seed: Any
+    factors: dict[str, str]
+    study: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    started: datetime | None = None
+
+
+def strip_prefix(key: str) -> str:
+    """An override key without its ``+``/``++``/``~`` prefix.
+
+    Example:
+        >>> strip_prefix("++trainer.max_epochs"), strip_prefix("model/pooling")
+        ('trainer.max_epochs', 'model/pooling')
+    """
+    return key.lstrip("+~")
+
+
+def as_text(value: Any) -> str:
+    """A config value as Hydra writes it on a command line (``null``, ``true``, ``0.5``).
+
+    Example:
+        >>> as_text(None), as_text(True), as_text(0.5), as_text("mean")
+        ('null', 'true', '0.5', 'mean')
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def parse_overrides(lines: Iterable[str]) -> list[tuple[str, str, bool]]:
+    """``(key, value, is_sweep)`` of Hydra override strings (keys without ``+``/``~``).
+
+    Example:
+        >>> parse_overrides(["model/pooling=mean", "seed=1,2", "+trainer.x=null"])
+        [('model/pooling', 'mean', False), ('seed', '1,2', True), ('trainer.x', 'null', False)]
+    """
+    lines = [str(line) for line in lines]
+    try:
+        parsed = OverridesParser.create().parse_overrides(lines)
+    except Exception:  # an override Hydra's grammar rejects: split it by hand
+        return [(strip_prefix(s.partition("=")[0]), s.partition("=")[2], False) for s in lines]
+    return [(o.key_or_group, override_value(o), o.is_sweep_override()) for o in parsed]
+
+
+def override_value(override: Any) -> str:
+    """The value of a parsed override as text (a sweep: as written)."""
+    if override.is_sweep_override():
+        return override.input_line.partition("=")[2]
+    return override.get_value_element_as_str()
+
+
+def multirun_sweeps(run: Path, root: Path) -> list[str]:
+    """Keys swept on the command line of the multirun that made ``run`` (its multirun.yaml)."""
+    for folder in [run, *run.parents]:
+        path = folder / "multirun.yaml"
+        if path.is_file():
+            task = OmegaConf.select(OmegaConf.load(path), "hydra.overrides.task") or []
+            return [key for key, _, sweep in parse_overrides(task) if sweep]
+        if folder == root:
+            break
+    return []
+
+
+def hydra_settings(path: Path) -> tuple[list[str], dict[str, Any]]:
+    """The ``hydra.sweeper.params`` keys and the group choices in a run's ``hydra.yaml``."""
+    if not path.is_file():
+        return [], {}
+    hydra = OmegaConf.load(path).hydra
+    params = OmegaConf.select(hydra, "sweeper.params") or {}
+    choices = OmegaConf.select(hydra, "runtime.choices")
+    choices = OmegaConf.to_container(choices) if isinstance(choices, DictConfig) else {}
+    return [strip_prefix(str(k)) for k in params], choices
+
+
+def read_run_dir(path: Path, root: Path) -> RunDir:
+    """Load the ``.hydra/`` files and ``run_info.json`` of one run folder."""
+    hydra_dir = path / ".hydra"
+    lines = OmegaConf.load(hydra_dir / "overrides.yaml")
+    overrides = {key: value for key, value, _ in parse_overrides(lines)}
+    params, choices = hydra_settings(hydra_dir / "hydra.yaml")
+    config = OmegaConf.load(hydra_dir / "config.yaml")
+    info = read_info(path)
+    swept = params + multirun_sweeps(path, root)
+    return RunDir(path, overrides, swept, choices, config, info)
+
+
+def read_info(folder: Path) -> dict[str, Any]:
+    """A folder's ``run_info.json`` (``{}`` when it has none)."""
+    path = folder / RUN_INFO
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+ROUND_DIR = re.compile(r"round_(\d+)")
+
+
+def result_files(path: Path) -> list[tuple[int | None, Path]]:
+    """``(round, metrics.json)`` of a run: one per self-training round, else ``(None, ...)``."""
+    rounds = []
+    for metrics in path.glob("rounds/round_*/metrics.json"):
+        match = ROUND_DIR.fullmatch(metrics.parent.name)
+        if match:
+            rounds.append((int(match.group(1)), metrics))
+    if rounds:
+        return sorted(rounds)
+    metrics = path / "metrics.json"
+    return [(None, metrics)] if metrics.is_file() else []
+
+
+def find_run_dirs(root: Path) -> list[Path]:
+    """Every run folder under ``root`` that has results (folders without are logged).
+
+    A run folder inside another one (e.g. a round of a self-training run) is part of it.
+    """
+    runs: list[Path] = []
+    found = sorted(root.glob("**/.hydra/overrides.yaml"), key=lambda p: (len(p.parts), p))
+    for overrides in found:
+        run = overrides.parent.parent
+        if any(parent in runs for parent in run.parents):
+            continue
+        if result_files(run):
+            runs.append(run)
+        else:
+            log.warning("no metrics.json in %s (unfinished run?): left out", run)
+    return sorted(runs)
+
+
+# ---------------------------------------------------------------- configurations
+
+
+def study_metadata(config: DictConfig) -> dict[str, Any]:
+    """The run's ``study`` node, resolved where it can be (``{}`` when absent)."""
+    study = config.get("study")
+    if study is None:
+        return {}
+    try:
+        return OmegaConf.to_container(study, resolve=True)
+    except Exception:  # an interpolation that needs Hydra (e.g. ${hydra:...})
+        return OmegaConf.to_container(study, resolve=False)
+
+
+def factor_keys(run_dirs: Sequence[RunDir]) -> list[str]:
+    """The keys that define a configuration: every swept key and ``study.factors``, no seed."""
+    keys: dict[str, None] = {}
+    for run in run_dirs:
+        extra = study_metadata(run.config).get("factors") or []
+        for key in [*run.swept, *extra]:
+            keys[strip_prefix(key)] = None
+    keys.pop("seed", None)
+    return list(keys)
+
+
+def factor_value(run: RunDir, key: str) -> str:
+    """``key``'s value in ``run``: its override, else its group choice, else its config value."""
+    if key in run.overrides:
+        return run.overrides[key]
+    if key in run.choices:
+        return as_text(run.choices[key])
+    try:
+        return as_text(OmegaConf.select(run.config, key))
+    except Exception:
+        return "null"
+
+
+def started(info: Mapping[str, Any], metrics: Path) -> datetime:
+    """When the run started (run_info.json), else when its metrics were written."""
+    if "started" in info:
+        return datetime.fromisoformat(info["started"])
+    return datetime.fromtimestamp(metrics.stat().st_mtime).astimezone()
+
+
+def expand(run: RunDir, keys: Sequence[str]) -> list[Run]:
+    """One :class:`Run` per result of a run folder (per round for self-training runs; a
+    round's own ``run_info.json`` stands in when the run folder has none)."""
+    base = {key: factor_value(run, key) for key in keys}
+    study = study_metadata(run.config)
+    runs = []
+    for round_, path in result_files(run.path):
+        factors = base if round_ is None else {**base, ROUND_KEY: str(round_)}
+        info = run.info or read_info(path.parent)
+        run_ = Run(path=path.parent, seed=run.config.get("seed"), factors=factors, study=study)
+        run_.metrics = json.loads(path.read_text())
+        run_.versions, run_.started = info.get("versions", {}), started(info, path)
+        runs.append(run_)
+    return runs
+
+
+def load_runs(runs_dir: Path) -> list[Run]:
+    """Every result under ``runs_dir`` with its configuration (raises when there is none)."""
+    folders = find_run_dirs(runs_dir)
+    if not folders:
+        raise FileNotFoundError(
+            f"no run found under {runs_dir} (a run folder has .hydra/overrides.yaml and "
+            "metrics.json, or rounds/round_K/metrics.json)"
+        )
+    run_dirs = [read_run_dir(path, runs_dir) for path in folders]
+    keys = factor_keys(run_dirs)
+    return [run for run_dir in run_dirs for run in expand(run_dir, keys)]
+
+
+def label(factors: Mapping[str, str]) -> str:
+    """A configuration's name: its ``key=value`` pairs (``all runs`` when nothing varies)."""
+    return ", ".join(f"{k}={v}" for k, v in factors.items()) or "all runs"
+
+
+def group(runs: Iterable[Run]) -> dict[str, dict[Any, Run]]:
+    """``configuration label -> seed -> run``; a seed run twice keeps its latest run."""
+    groups: dict[str, dict[Any, Run]] = {}
+    for run in sorted(runs, key=lambda r: r.started.timestamp() if r.started else 0.0):
+        seeds = groups.setdefault(label(run.factors), {})
+        if run.seed in seeds:
+            log.warning(
+                "%s, seed %s: run twice, keeping %s", label(run.factors), run.seed, run.path
+            )
+        seeds[run.seed] = run
+    return groups
+
+
+def reference_pairs(reference: Any) -> dict[str, str]:
+    """``study.reference`` (``"k=v, k2=v2"`` or a list of ``k=v``) as a mapping.
+
+    Example:
+        >>> reference_pairs("model/pooling=attention")
+        {'model/pooling': 'attention'}
+    """
+    if reference is None:
+        return {}
+    items = reference if isinstance(reference, list) else str(reference).split(",")
+    pairs = (str(item).strip().partition("=") for item in items if str(item).strip())
+    return {strip_prefix(k.strip()): v.strip() for k, _, v in pairs}
+
+
+def is_reference(factors: Mapping[str, str], reference: Mapping[str, str]) -> bool:
+    """Whether a configuration is the reference (the only one when nothing varies)."""
+    if not factors:
+        return True
+    shared = [k for k in reference if k in factors]
+    return bool(shared) and all(factors[k] == reference[k] for k in shared)
+
+
+# ---------------------------------------------------------------- the table
+
+
+def metric(run: Run, name: str) -> float:
+    """A headline test metric of a run (NaN when missing)."""
+    value = run.metrics.get(METRIC_PREFIX + name)
+    return float("nan") if value is None else float(value)
+
+
+def paired_p(config: Mapping[Any, Run], reference: Mapping[Any, Run], name: str) -> float:
+    """p-value of the paired t-test over the seeds both have (NaN with fewer than 2)."""
+    seeds = [s for s in config if s in reference]
+    if len(seeds) < 2:
+        return float("nan")
+    a = [metric(config[s], name) for s in seeds]
+    b = [metric(reference[s], name) for s in seeds]
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        return float(stats.ttest_rel(a, b).pvalue)
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key that orders ``rounds=10`` after ``rounds=2``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def summary_table(runs: Sequence[Run]) -> pd.DataFrame:
+    """One row per configuration (reference first): seeds, mean/std/p of each metric."""
+    groups = group(runs)
+    reference = reference_pairs(next((r.study.get("reference") for r in runs if r.study), None))
+    factors = {label(r.factors): r.factors for r in runs}
+    refs = [name for name in groups if is_reference(factors[name], reference)]
+    if len(refs) != 1:
+        log.warning("reference %s matches %d configurations: no test", reference, len(refs))
+    ref = refs[0] if len(refs) == 1 else None
+    order = sorted(groups, key=lambda name: (name != ref, natural_key(name)))
+    return pd.DataFrame(
+        [table_row(name, groups[name], groups.get(ref), name == ref) for name in order]
+    )
+
+
+def table_row(
+    config: str, seeds: Mapping[Any, Run], reference: Mapping | None, is_ref: bool
+) -> dict:
+    """The summary of one configuration."""
+    row: dict[str, Any] = {
+        "configuration": config,
+        "reference": is_ref,
+        "n_seeds": len(seeds),
+        "seeds": " ".join(str(s) for s in sorted(seeds, key=lambda s: natural_key(str(s)))),
+    }
+    for name in METRICS:
+        values = np.array([metric(run, name) for run in seeds.values()])
+        row[f"{name}_mean"] = float(values.mean())
+        row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+        no_test = is_ref or reference is None
+        row[f"{name}_p"] = float("nan") if no_test else paired_p(seeds, reference, name)
+    return row
+
+
+# ---------------------------------------------------------------- writing
+
+
+def fmt_cell(row: Mapping[str, Any], name: str) -> str:
+    """``mean ± std (p=...)`` of one metric for the markdown table."""
+    mean, std, p = row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_p"]
+    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    if row["reference"]:
+        return text
+    return f"{text} (p={p:.3g})" if not math.isnan(p) else f"{text} (p n/a)"
+
+
+def versions_text(runs: Sequence[Run]) -> str:
+    """The package versions of the runs (every value when runs differ)."""
+    values: dict[str, list[str]] = {}
+    for run in runs:
+        for name, version in run.versions.items():
+            values.setdefault(name, [])
+            if version not in values[name]:
+                values[name].append(version)
+    if not values:
+        return f"not recorded (no {RUN_INFO} in the runs)"
+    missing = sum(not run.versions for run in runs)
+    text = ", ".join(f"{name} {' / '.join(v)}" for name, v in values.items())
+    return text + (f" ({missing} result(s) without {RUN_INFO})" if missing else "")
+
+
+def header(runs: Sequence[Run], runs_dir: Path) -> list[str]:
+    """The lines above the markdown table."""
+    study = next((r.study for r in runs if r.study), {})
+    budgets = sorted({str(r.study.get("budget", "not recorded")) for r in runs})
+    seeds = sorted({str(r.seed) for r in runs}, key=natural_key)
+    dates = sorted(r.started for r in runs if r.started)
+    span = f"{dates[0]:%Y-%m-%d %H:%M} to {dates[-1]:%Y-%m-%d %H:%M}" if dates else "unknown"
+    return [
+        f"# Ablation study: {study.get('name', runs_dir.name)}",
+        "",
+        f"- reference: `{study.get('reference', 'not set')}` (in bold, marked (ref))",
+        f"- training budget: {'; '.join(budgets)}",
+        f"- seeds: {', '.join(seeds)}",
+        f"- runs: {len(runs)} results (a self-training round counts as one), {span}, "
+        f"under `{runs_dir}`",
+        f"- packages: {versions_text(runs)}",
+        f"- cells: mean ± std (ddof=1) over seeds of the test-set metric; p: {TEST_NAME} "
+        "against the reference over the seeds both have (n/a with fewer than 2 pairs)",
+        "",
+    ]
+
+
+def markdown(table: pd.DataFrame, runs: Sequence[Run], runs_dir: Path) -> str:
+    """``results.md``: header, table and the chart."""
+    lines = header(runs, runs_dir)
+    lines.append("| configuration | seeds | " + " | ".join(METRICS) + " |")
+    lines.append("|---|---|" + "---|" * len(METRICS))
+    for row in table.to_dict("records"):
+        name = f"**{row['configuration']}** (ref)" if row["reference"] else row["configuration"]
+        cells = [fmt_cell(row, m) for m in METRICS]
+        lines.append(f"| {name} | {row['n_seeds']} | " + " | ".join(cells) + " |")
+    lines += ["", "![results](results.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(table: pd.DataFrame, path: Path, title: str) -> None:
+    """Bar chart: one group per metric, one bar per configuration, std error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(table)
+    width = 0.8 / n
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(METRICS) + 0.4 * n), 4.0))
+    x = np.arange(len(METRICS))
+    for i, row in enumerate(table.to_dict("records")):
+        means = [row[f"{m}_mean"] for m in METRICS]
+        stds = [np.nan_to_num(row[f"{m}_std"]) for m in METRICS]
+        name = row["configuration"] + (" (ref)" if row["reference"] else "")
+        ax.bar(x + (i - (n - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
+    ax.set_xticks(x, METRICS)
+    ax.set_ylabel("test score (mean ± std over seeds)")
+    ax.set_title(title)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(study_dir: Path, runs_dir: Path | None = None) -> pd.DataFrame:
+    """Write ``results.csv``, ``results.md`` and ``results.png`` into ``study_dir``."""
+    runs_dir = runs_dir or study_dir
+    runs = load_runs(runs_dir)
+    table = summary_table(runs)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    table.to_csv(study_dir / "results.csv", index=False)
+    (study_dir / "results.md").write_text(markdown(table, runs, runs_dir))
+    name = next((r.study.get("name") for r in runs if r.study.get("name")), study_dir.name)
+    plot(table, study_dir / "results.png", f"Ablation: {name}")
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m sed_lightning.report",
+        description="Ablation report over a study's runs: results.csv, results.md, results.png.",
+    )
+    parser.add_argument("study_dir", type=Path, help="experiments/<study>: results.* go here")
+    parser.add_argument("--runs-dir", type=Path, help="where the runs are (default: study_dir)")
+    parser.add_argument(
+        "--wandb",
+        metavar="PROJECT",
+        help="also log the table and plot as a W&B run of PROJECT (offline unless configured)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        table = report(args.study_dir, args.runs_dir)
+    except FileNotFoundError as err:
+        raise SystemExit(f"report: {err}") from None
+    if args.wandb:
+        from sed_lightning.training.wandb_media import log_results_table
+
+        folder = log_results_table(
+            table,
+            args.wandb,
+            name=f"ablation-{args.study_dir.name}",
+            save_dir=args.study_dir,
+            image=args.study_dir / "results.png",
+        )
+        print(f"W&B run: {folder}")
+    print((args.study_dir / "results.md").read_text())
+    print(f"written: {args.study_dir}/results.csv, results.md, results.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,547 @@
+"""Tune per-class post-processing on a run's VALIDATION scores, then report its test metrics.
+
+Usage::
+
+    python -m sed_lightning.tune_postprocess RUN_DIR [--windows 1 3 5 7 11 21]
+        [--thresholds 0.1 0.2 ... 0.9] [--bootstrap-iterations 4] [--bootstrap-folds 5]
+        [--no-mfi-psds] [--tune-only]
+    python -m sed_lightning.tune_postprocess median-study RUN_DIR [RUN_DIR ...] --out DIR
+        (see :mod:`sed_lightning.median_study`)
+
+A training run writes (``SEDEvaluation``) ``val_scores/`` + ``val_reference.tsv`` +
+``val_durations.tsv`` (validation scores of the tested weights) next to the test outputs
+``scores/`` + ``test_reference.tsv`` + ``test_durations.tsv``.
+
+1. **Tuning** reads the validation files only: for every median window of the grid (in frames;
+   seconds = frames x the frame hop read from the scores' timestamps) and every threshold of
+   the grid, the validation clips are decoded and scored with sed_eval (event-based F1,
+   settings of :mod:`sed_lightning.evaluation.settings`); each class keeps the pair with its
+   best F1 (ties: the window, then the threshold, nearest the run's own). Classes
+   without validation events keep the run's settings. ``min_duration`` is the run's. Written
+   to ``RUN_DIR/postprocess_tuned.yaml`` and ``RUN_DIR/conf/postprocess/tuned.yaml`` (use it
+   in a run: ``hydra.searchpath=[file://RUN_DIR/conf] postprocess=tuned``).
+2. **Test** (only then are ``scores/`` read): ``RUN_DIR/metrics_tuned.json`` with the keys of
+   ``metrics.json`` (``test/clip_map`` is copied: clip scores do not depend on
+   post-processing). ``test/psds1`` / ``test/psds2`` are sed_scores_eval's PSDS of the raw
+   (unfiltered) scores: threshold- and median-filter-independent, the same before and after
+   tuning. Also ``test/psds{1,2}_ci_{mean,low,high}``: sed_scores_eval's bootstrapped PSDS
+   (``intersection_based.bootstrapped_psds``: ``folds x iterations`` leave-one-fold-out
+   resamples of the clips, 90 % interval), and ``test/mfi_psds{1,2}``: sed_scores_eval's
+   median-filter-independent PSDS (``intersection_based.median_filter_independent_psds``:
+   per class and eFPR the best TPR over the median windows of the grid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sed_eval
+import yaml
+from sed_scores_eval import intersection_based
+from sed_scores_eval.base_modules.bootstrap import confidence_interval
+
+from sed_lightning.config import PostprocessConfig
+from sed_lightning.data.labels import active_runs
+from sed_lightning.data.tsv import LabelFileError, read_durations_tsv, read_strong_tsv
+from sed_lightning.evaluation.metrics import compute_all, ground_truth_events
+from sed_lightning.evaluation.scores import (
+    audio_id,
+    class_names_of,
+    durations_from_scores,
+    read_scores,
+)
+from sed_lightning.evaluation.settings import EVENT_BASED, PSDS_SETTINGS, PSDSSetting
+from sed_lightning.postprocessing import (
+    EVENT_COLUMNS,
+    PostProcessor,
+    resolve_per_class,
+    window_in_frames,
+)
+from sed_lightning.postprocessing.events import TIME_DECIMALS
+
+WINDOWS = (1, 3, 5, 7, 11, 21)  # median-filter lengths in frames
+THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
+DEFAULT_POSTPROCESS = asdict(PostprocessConfig())  # the schema's defaults
+SPLIT_FILES = {  # split -> (scores dir, reference, durations)
+    "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
+    "test": ("scores", "test_reference.tsv", "test_durations.tsv"),
+}
+
+
+# --------------------------------------------------------------------------- saved runs
+@dataclass
+class SavedSplit:
+    """One split of a run as saved: score DataFrames, reference and durations, all keyed by
+    audio id (sed_scores_eval's key)."""
+
+    score_dfs: dict[str, pd.DataFrame]
+    reference: pd.DataFrame
+    durations: dict[str, float]
+
+    @cached_property
+    def classes(self) -> list[str]:
+        return class_names_of(next(iter(self.score_dfs.values())))
+
+    @property
+    def files(self) -> list[str]:
+        return sorted(self.score_dfs)
+
+    @cached_property
+    def frame_hop(self) -> float:
+        return frame_hop_of(self.score_dfs)
+
+    def frames(self) -> dict[str, np.ndarray]:
+        """``(n_frames, n_classes)`` score arrays by audio id."""
+        return {k: df[self.classes].to_numpy(dtype=np.float64) for k, df in self.score_dfs.items()}
+
+
+def frame_hop_of(score_dfs: Mapping[str, pd.DataFrame]) -> float:
+    """The frame hop (seconds) of score DataFrames, from their onset/offset timestamps."""
+    hops = np.concatenate([(df["offset"] - df["onset"]).to_numpy() for df in score_dfs.values()])
+    if hops.size == 0 or not np.allclose(hops, hops[0], rtol=1e-4, atol=1e-6):
+        raise ValueError("scores are not on a regular frame grid (onset/offset steps differ)")
+    return float(hops[0])
+
+
+def load_split(run_dir: str | Path, split: str) -> SavedSplit:
+    """Read ``val`` (``val_scores/``, ...) or ``test`` (``scores/``, ...) of a run."""
+    scores_dir, ref_name, dur_name = SPLIT_FILES[split]
+    run_dir = Path(run_dir)
+    if not (run_dir / scores_dir).is_dir():
+        raise FileNotFoundError(
+            f"{run_dir / scores_dir}: no such folder (SEDEvaluation writes it with the test "
+            "outputs; for an older run, test its checkpoint again: train=false init_from=CKPT)"
+        )
+    score_dfs = read_scores(run_dir / scores_dir)
+    if not score_dfs:
+        raise FileNotFoundError(f"no score files in {run_dir / scores_dir}")
+    reference = read_strong_tsv(run_dir / ref_name)
+    empty = [audio_id(f) for f in reference.attrs.get("empty_files", [])]
+    reference = reference.assign(filename=reference["filename"].map(audio_id))
+    reference.attrs["empty_files"] = empty
+    dur_path = run_dir / dur_name
+    durations = (
+        {audio_id(k): v for k, v in read_durations_tsv(dur_path).items()}
+        if dur_path.is_file()
+        else durations_from_scores(score_dfs)
+    )
+    return SavedSplit(score_dfs, reference, durations)
+
+
+def run_postprocess(run_dir: str | Path) -> dict[str, Any]:
+    """The post-processing a run used: ``postprocess.yaml`` (written with its test outputs),
+    else the ``postprocess`` node of ``.hydra/config.yaml``, else the defaults."""
+    run_dir = Path(run_dir)
+    saved = run_dir / "postprocess.yaml"
+    if saved.is_file():
+        return {**DEFAULT_POSTPROCESS, **(yaml.safe_load(saved.read_text()) or {})}
+    hydra_config = run_dir / ".hydra" / "config.yaml"
+    if hydra_config.is_file():
+        node = (yaml.safe_load(hydra_config.read_text()) or {}).get("postprocess")
+        if node:
+            return {**DEFAULT_POSTPROCESS, **node}
+    warnings.warn(f"{run_dir}: no postprocess.yaml or .hydra/config.yaml: defaults", stacklevel=2)
+    return dict(DEFAULT_POSTPROCESS)
+
+
+def decode(split: SavedSplit, postprocess: Mapping[str, Any]) -> pd.DataFrame:
+    """Event table of a split under ``postprocess`` (median window in seconds)."""
+    pp = PostProcessor(split.classes, split.frame_hop, **postprocess)
+    return pp(split.frames(), split.durations)
+
+
+# --------------------------------------------------------------------------- tuning
+EventsByClass = dict[str, dict[str, list[dict[str, Any]]]]  # class -> file -> sed_eval events
+
+
+def events_by_class(table: pd.DataFrame) -> EventsByClass:
+    """Group an event table into sed_eval event dicts by class, then by file."""
+    out: EventsByClass = {}
+    for filename, onset, offset, label in table[list(EVENT_COLUMNS)].itertuples(index=False):
+        if isinstance(label, str) and label:
+            event = {"filename": filename, "onset": onset, "offset": offset, "event_label": label}
+            out.setdefault(label, {}).setdefault(filename, []).append(event)
+    return out
+
+
+def class_event_f1(reference: EventsByClass, estimated: EventsByClass, cls: str) -> float:
+    """sed_eval event-based F1 of one class (settings.EVENT_BASED).
+
+    A single-label ``EventBasedMetrics`` is fed only the files where ``cls`` occurs in the
+    reference or the estimate: sed_eval scores every class on its own events, so this is
+    the class-wise F1 of the multi-class metric, without its per-file cost for every class.
+    """
+    metric = sed_eval.sound_event.EventBasedMetrics(
+        event_label_list=[cls],
+        t_collar=float(EVENT_BASED.t_collar),
+        percentage_of_length=float(EVENT_BASED.percentage_of_length),
+        empty_system_output_handling=EVENT_BASED.empty_system_output_handling,
+    )
+    ref, est = reference.get(cls, {}), estimated.get(cls, {})
+    for filename in sorted(set(ref) | set(est)):
+        metric.evaluate(ref.get(filename, []), est.get(filename, []))
+    with warnings.catch_warnings():  # 0/0 for a class absent from both: sed_eval's NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(metric.class_wise_f_measure(cls)["f_measure"])
+
+
+def threshold_events(
+    smoothed: Mapping[str, np.ndarray],
+    classes: Sequence[str],
+    hop: float,
+    threshold: float,
+    durations: Mapping[str, float],
+    min_duration: Mapping[str, float],
+) -> EventsByClass:
+    """The events :meth:`PostProcessor.decode` finds in already smoothed scores (same rule:
+    ``score >= threshold``, runs shorter than ``min_duration`` dropped, offsets clipped to
+    the duration, times rounded), straight into :data:`EventsByClass` for the grid search
+    (no DataFrame per clip)."""
+    out: EventsByClass = {}
+    for filename, scores in smoothed.items():
+        end_time = durations.get(filename, np.inf)
+        for k, cls in enumerate(classes):
+            for start, end in active_runs(scores[:, k] >= threshold):
+                if (end - start) * hop < min_duration[cls] - 1e-9:
+                    continue
+                event = {
+                    "filename": filename,
+                    "onset": round(start * hop, TIME_DECIMALS),
+                    "offset": round(min(end * hop, end_time), TIME_DECIMALS),
+                    "event_label": cls,
+                }
+                out.setdefault(cls, {}).setdefault(filename, []).append(event)
+    return out
+
+
+def grid_f1(
+    split: SavedSplit,
+    windows: Sequence[int] = WINDOWS,
+    thresholds: Sequence[float] = THRESHOLDS,
+    min_duration: Any = 0.0,
+) -> pd.DataFrame:
+    """Per-class event-based F1 (sed_eval) for every (window in frames, threshold) pair.
+
+    Each window smooths the scores once (:meth:`PostProcessor.smoothed_scores`); each
+    threshold then finds the events of all classes (:func:`threshold_events`) and every class
+    is scored on its own events (:func:`class_event_f1`). Columns: ``class, window,
+    threshold, f1``.
+    """
+    classes, hop, frames = split.classes, split.frame_hop, split.frames()
+    min_duration = resolve_per_class("min_duration", min_duration, classes)
+    reference = events_by_class(split.reference)
+    rows = []
+    for window in windows:
+        smoothed = PostProcessor(classes, hop, median_window=window * hop).smoothed_scores(frames)
+        for threshold in thresholds:
+            estimated = threshold_events(
+                smoothed, classes, hop, threshold, split.durations, min_duration
+            )
+            rows += [
+                (c, window, threshold, class_event_f1(reference, estimated, c)) for c in classes
+            ]
+    return pd.DataFrame(rows, columns=["class", "window", "threshold", "f1"])
+
+
+def pick_best(
+    grid: pd.DataFrame,
+    preferred_window: Mapping[str, int],
+    preferred_threshold: Mapping[str, float],
+) -> pd.DataFrame:
+    """Each class's best row of :func:`grid_f1`; ties go to the window nearest
+    ``preferred_window[class]`` (frames), then the threshold nearest
+    ``preferred_threshold[class]``, then the smaller values. Classes whose F1 is NaN
+    everywhere are left out."""
+    grid = grid.dropna(subset=["f1"]).copy()
+    grid["window_distance"] = (grid["window"] - grid["class"].map(preferred_window)).abs()
+    grid["threshold_distance"] = (grid["threshold"] - grid["class"].map(preferred_threshold)).abs()
+    grid["f1_rounded"] = grid["f1"].round(12)
+    keys = ["class", "f1_rounded", "window_distance", "threshold_distance", "window", "threshold"]
+    order = grid.sort_values(keys, ascending=[True, False, True, True, True, True], kind="stable")
+    best = order.groupby("class", sort=False).head(1).set_index("class")
+    return best[["window", "threshold", "f1"]]
+
+
+@dataclass
+class Tuning:
+    """Tuned per-class settings (``postprocess``: seconds, ready for :class:`PostProcessor`)
+    and, per class, the chosen window (frames), threshold, validation F1 and whether the
+    class was tuned."""
+
+    postprocess: dict[str, Any]
+    table: pd.DataFrame
+
+
+def tune(
+    val: SavedSplit,
+    base: Mapping[str, Any],
+    windows: Sequence[int] = WINDOWS,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> Tuning:
+    """Per-class median window and threshold maximizing validation event-based F1.
+
+    ``base`` is the run's post-processing: its ``min_duration`` is kept, and classes without
+    validation reference events keep its window and threshold.
+    """
+    classes, hop = val.classes, val.frame_hop
+    base_window = resolve_per_class("median_window", base["median_window"], classes)
+    base_threshold = resolve_per_class("threshold", base["threshold"], classes)
+    grid = grid_f1(val, windows, thresholds, base.get("min_duration", 0.0))
+    with_events = set(val.reference["event_label"].dropna())
+    base_frames = {c: window_in_frames(w, hop) for c, w in base_window.items()}
+    best = pick_best(grid[grid["class"].isin(with_events)], base_frames, base_threshold)
+    rows, window_s, threshold = [], {}, {}
+    for c in classes:
+        if c in best.index:
+            w, t, f1 = int(best.at[c, "window"]), float(best.at[c, "threshold"]), best.at[c, "f1"]
+            window_s[c], threshold[c] = round(w * hop, 6), t
+        else:
+            w, f1 = base_frames[c], float("nan")
+            window_s[c], threshold[c] = base_window[c], base_threshold[c]
+        rows.append((c, w, window_s[c], threshold[c], float(f1), c in best.index))
+    table = pd.DataFrame(
+        rows, columns=["class", "window_frames", "window_s", "threshold", "val_f1", "tuned"]
+    )
+    postprocess = {
+        "median_window": window_s,
+        "threshold": threshold,
+        "min_duration": base.get("min_duration", 0.0),
+    }
+    return Tuning(postprocess, table)
+
+
+def write_tuned(run_dir: str | Path, tuning: Tuning, windows: Sequence[int]) -> Path:
+    """``postprocess_tuned.yaml`` (and ``conf/postprocess/tuned.yaml`` for Hydra)."""
+    run_dir = Path(run_dir)
+    header = (
+        "# Post-processing tuned on this run's VALIDATION scores (sed_lightning.tune_postprocess):\n"
+        f"# per class, the median window (grid {list(windows)} frames, in seconds here) and the\n"
+        "# threshold maximizing event-based F1 (sed_eval). Use in a run:\n"
+        f"#   hydra.searchpath=[file://{run_dir.resolve()}/conf] postprocess=tuned\n"
+    )
+    text = header + yaml.safe_dump(_plain(tuning.postprocess), sort_keys=False)
+    path = run_dir / "postprocess_tuned.yaml"
+    path.write_text(text)
+    hydra_copy = run_dir / "conf" / "postprocess" / "tuned.yaml"
+    hydra_copy.parent.mkdir(parents=True, exist_ok=True)
+    hydra_copy.write_text(text)
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python numbers (for YAML/JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+# --------------------------------------------------------------------------- test metrics
+def evaluate_split(
+    split: SavedSplit, postprocess: Mapping[str, Any], prefix: str = "test/", psds: bool = True
+) -> dict[str, float]:
+    """The metrics of ``metrics.json`` (no clip mAP) for ``split`` under ``postprocess``."""
+    return compute_all(
+        split.reference,
+        decode(split, postprocess),
+        split.score_dfs if psds else None,
+        split.durations,
+        split.classes,
+        prefix=prefix,
+        filenames=split.files,
+        drop_classes_without_events=True,
+    )
+
+
+def _psds_inputs(split: SavedSplit) -> tuple[dict, dict, dict]:
+    """Scores, ground truth and durations for sed_scores_eval; score columns of classes
+    without ground-truth events are dropped (as :func:`compute_all` does)."""
+    events = ground_truth_events(split.reference)
+    gt = {k: events.get(k, []) for k in split.files}
+    labels = {label for events in gt.values() for *_, label in events}
+    dropped = [c for c in split.classes if c not in labels]
+    scores = {k: df.drop(columns=dropped) for k, df in split.score_dfs.items()}
+    return scores, gt, {k: split.durations[k] for k in split.files}
+
+
+def psds_confidence(
+    split: SavedSplit, setting: PSDSSetting, folds: int, iterations: int, confidence: float = 0.9
+) -> tuple[float, float, float]:
+    """(mean, low, high) of sed_scores_eval's bootstrapped PSDS (``folds x iterations``
+    resamples) with sed_scores_eval's ``confidence_interval``."""
+    scores, gt, durations = _psds_inputs(split)
+    values, *_ = intersection_based.bootstrapped_psds(
+        scores, gt, durations, n_folds=folds, n_iterations=iterations, **setting.kwargs()
+    )
+    return confidence_interval(list(values), confidence=confidence)
+
+
+def mfi_psds(split: SavedSplit, setting: PSDSSetting, windows: Sequence[int]) -> float:
+    """sed_scores_eval's median-filter-independent PSDS over ``windows`` (frames)."""
+    scores, gt, durations = _psds_inputs(split)
+    lengths = [round(w * split.frame_hop, 6) for w in windows]
+    value, *_ = intersection_based.median_filter_independent_psds(
+        scores, gt, durations, median_filter_lengths_in_sec=lengths, **setting.kwargs()
+    )
+    return float(value)
+
+
+def psds_extras(
+    split: SavedSplit,
+    windows: Sequence[int],
+    folds: int = 5,
+    iterations: int = 4,
+    mfi: bool = True,
+    prefix: str = "test/",
+) -> dict[str, float]:
+    """Bootstrapped PSDS intervals (``iterations`` 0: none) and median-filter-independent
+    PSDS of every PSDS setting."""
+    out: dict[str, float] = {}
+    for name, setting in PSDS_SETTINGS.items():
+        if iterations > 0:
+            interval = psds_confidence(split, setting, folds, iterations)
+            for part, value in zip(("mean", "low", "high"), interval, strict=True):
+                out[f"{prefix}{name}_ci_{part}"] = value
+        if mfi:
+            out[f"{prefix}mfi_{name}"] = mfi_psds(split, setting, windows)
+    return out
+
+
+# --------------------------------------------------------------------------- report
+def comparison_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """Before/after lines for the headline metrics and the per-class event F1."""
+    keys = [k for k in after if k in before and isinstance(after[k], float)]
+    headline = [k for k in keys if k.count("/") == 1]
+    per_class = [k for k in keys if k.startswith("test/event_f1/")]
+    lines = [f"{'metric':<34} {'before':>8} {'after':>8} {'delta':>8}"]
+    for key in headline + per_class:
+        b, a = float(before[key]), float(after[key])
+        lines.append(f"{key:<34} {b:8.4f} {a:8.4f} {a - b:+8.4f}")
+    return "\n".join(lines)
+
+
+def json_safe(value: Any) -> Any:
+    """NaN -> None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def tune_run(
+    run_dir: str | Path,
+    windows: Sequence[int] = WINDOWS,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> Tuning:
+    """Step 1: tune on ``val_scores/`` and write ``postprocess_tuned.yaml`` (no test file read)."""
+    tuning = tune(load_split(run_dir, "val"), run_postprocess(run_dir), windows, thresholds)
+    write_tuned(run_dir, tuning, windows)
+    return tuning
+
+
+def evaluate_tuned(
+    run_dir: str | Path,
+    tuning: Tuning,
+    windows: Sequence[int] = WINDOWS,
+    folds: int = 5,
+    iterations: int = 4,
+    mfi: bool = True,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Step 2: test metrics before (the run's post-processing) and after tuning; writes
+    ``metrics_tuned.json``. Returns ``(before, after)``."""
+    run_dir = Path(run_dir)
+    test = load_split(run_dir, "test")
+    before = evaluate_split(test, run_postprocess(run_dir), psds=False)
+    after = evaluate_split(test, tuning.postprocess)
+    before.update({k: v for k, v in after.items() if "psds" in k})  # post-processing free
+    saved = run_dir / "metrics.json"
+    if saved.is_file() and "test/clip_map" in (reported := json.loads(saved.read_text())):
+        before["test/clip_map"] = after["test/clip_map"] = reported["test/clip_map"]
+    after.update(psds_extras(test, windows, folds, iterations, mfi))
+    after.update(versions())
+    text = json.dumps(json_safe(after), indent=2, sort_keys=True)
+    (run_dir / "metrics_tuned.json").write_text(text)
+    return before, after
+
+
+def versions() -> dict[str, str]:
+    """``versions/<package>`` keys, as in ``metrics.json`` (imported here: it loads lightning)."""
+    from sed_lightning.training.evaluation import package_versions
+
+    return package_versions()
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m sed_lightning.tune_postprocess",
+        description="Tune per-class median window + threshold on validation scores; "
+        "evaluate on test. Subcommand `median-study RUN_DIR... --out DIR`: see median_study.",
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    parser.add_argument("--bootstrap-folds", type=int, default=5)
+    parser.add_argument(
+        "--bootstrap-iterations", type=int, default=4, help="0: no confidence intervals"
+    )
+    parser.add_argument("--no-mfi-psds", action="store_true")
+    parser.add_argument("--tune-only", action="store_true", help="do not read the test files")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "median-study":
+        from sed_lightning.median_study import main as study_main
+
+        study_main(argv[1:])
+        return
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (OSError, LabelFileError) as err:  # e.g. a run saved before val_scores/ existed
+        raise SystemExit(f"tune_postprocess: {err}") from None
+
+
+def run(args: argparse.Namespace) -> None:
+    """Tune, then (unless ``--tune-only``) evaluate on test, printing both steps."""
+    start = time.perf_counter()
+    tuning = tune_run(args.run_dir, args.windows, args.thresholds)
+    print(tuning.table.to_string(index=False))
+    print(
+        f"tuned on validation in {time.perf_counter() - start:.1f} s -> "
+        f"{args.run_dir / 'postprocess_tuned.yaml'}"
+    )
+    if args.tune_only:
+        return
+    before, after = evaluate_tuned(
+        args.run_dir,
+        tuning,
+        args.windows,
+        args.bootstrap_folds,
+        args.bootstrap_iterations,
+        not args.no_mfi_psds,
+    )
+    print(comparison_table(before, after))
+    extras = {k: v for k, v in after.items() if "_ci_" in k or "mfi_" in k}
+    print("\n".join(f"{k:<34} {v:.4f}" for k, v in extras.items()))
+    print("PSDS: sed_scores_eval on the raw scores (threshold and median-filter independent).")
+    print(f"-> {args.run_dir / 'metrics_tuned.json'} ({time.perf_counter() - start:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

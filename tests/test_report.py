@@ -1,0 +1,332 @@
+"""Ablation studies: the study configs, run_info.json and the report over run folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf, open_dict
+from scipy import stats
+
+from sed_lightning.report import METRICS, load_runs, main, report, summary_table
+from sed_lightning.training.run_info import RUN_INFO, write_run_info
+from tests.conftest import ROOT, TINY, compose_train
+from tests.training.runs import ensure_data, env
+
+# every study config (conf/experiment/ablation/*.yaml but the shared part)
+STUDIES = sorted(
+    p.stem for p in (ROOT / "conf/experiment/ablation").glob("*.yaml") if p.stem != "common"
+)
+STUDY = {"name": "loss_weighting", "reference": "loss=fixed", "budget": "3 epochs"}
+
+
+def make_run(
+    folder: Path,
+    overrides: list[str],
+    seed: int,
+    metrics: dict[str, float] | None,
+    params: dict[str, str] | None = None,
+    choices: dict[str, str] | None = None,
+    study: dict | None = None,
+) -> Path:
+    """A run folder as Hydra + the evaluation callback leave it (metrics=None: unfinished)."""
+    hydra_dir = folder / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "overrides.yaml").write_text(yaml.safe_dump([*overrides, f"seed={seed}"]))
+    config = {"seed": seed, "study": study or STUDY, "trainer": {"max_epochs": 3}}
+    (hydra_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    hydra = {"sweeper": {"params": params}, "runtime": {"choices": choices or {}}}
+    (hydra_dir / "hydra.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def random_metrics(rng: np.random.Generator) -> dict[str, float]:
+    values = {f"test/{m}": float(rng.uniform(0.1, 0.9)) for m in METRICS}
+    values["test/event_f1/speech"] = float(rng.uniform())  # per-class: not in the table
+    return values
+
+
+def fake_study(root: Path, configs: dict[str, list[int]], seed: int = 0) -> dict:
+    """Runs of ``loss=<option>`` for the given seeds; returns option -> seed -> metrics."""
+    rng = np.random.default_rng(seed)
+    made: dict[str, dict[int, dict[str, float]]] = {}
+    params = {"loss": ",".join(configs), "seed": "1,2"}
+    for option, seeds in configs.items():
+        for s in seeds:
+            made.setdefault(option, {})[s] = metrics = random_metrics(rng)
+            overrides = ["+experiment=ablation/loss_weighting", f"loss={option}"]
+            make_run(root / "runs" / f"{option}_{s}", overrides, s, metrics, params)
+    return made
+
+
+def expected(values: dict[int, dict[str, float]], name: str) -> tuple[float, float]:
+    column = [m[f"test/{name}"] for m in values.values()]
+    return float(np.mean(column)), float(np.std(column, ddof=1))
+
+
+# ---------------------------------------------------------------- report, unit
+
+
+def test_rows_are_configurations_with_mean_std_and_paired_p(tmp_path):
+    made = fake_study(tmp_path, {"auto": [1, 2, 3], "fixed": [1, 2, 3], "weak_only": [1, 2, 3]})
+    table = summary_table(load_runs(tmp_path))
+    assert list(table["configuration"]) == ["loss=fixed", "loss=auto", "loss=weak_only"]
+    assert list(table["reference"]) == [True, False, False]
+    assert list(table["n_seeds"]) == [3, 3, 3]
+    for row in table.to_dict("records"):
+        values = made[row["configuration"].removeprefix("loss=")]
+        for name in METRICS:
+            mean, std = expected(values, name)
+            assert row[f"{name}_mean"] == pytest.approx(mean)
+            assert row[f"{name}_std"] == pytest.approx(std)
+            if row["reference"]:
+                assert np.isnan(row[f"{name}_p"])
+                continue
+            ours = [values[s][f"test/{name}"] for s in (1, 2, 3)]
+            ref = [made["fixed"][s][f"test/{name}"] for s in (1, 2, 3)]
+            assert row[f"{name}_p"] == pytest.approx(stats.ttest_rel(ours, ref).pvalue)
+
+
+def test_test_pairs_only_matching_seeds_and_needs_two(tmp_path):
+    made = fake_study(tmp_path, {"fixed": [1, 2, 3], "auto": [2, 3, 4], "weak_only": [3, 5]})
+    rows = summary_table(load_runs(tmp_path)).set_index("configuration")
+    ours = [made["auto"][s]["test/psds1"] for s in (2, 3)]
+    ref = [made["fixed"][s]["test/psds1"] for s in (2, 3)]
+    assert rows.loc["loss=auto", "psds1_p"] == pytest.approx(stats.ttest_rel(ours, ref).pvalue)
+    assert np.isnan(rows.loc["loss=weak_only", "psds1_p"])  # one pair (seed 3)
+    assert rows.loc["loss=weak_only", "seeds"] == "3 5"
+
+
+def test_markdown_marks_reference_and_writes_na(tmp_path):
+    fake_study(tmp_path, {"fixed": [1, 2], "auto": [1, 3]})
+    report(tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "# Ablation study: loss_weighting" in md and "3 epochs" in md
+    assert "seeds: 1, 2, 3" in md and "ttest_rel" in md
+    table = [line for line in md.splitlines() if line.startswith("| ")][1:]
+    assert table[0].startswith("| **loss=fixed** (ref)")
+    assert "(p n/a)" in table[1] and "p=" not in table[1]
+
+
+def test_outputs_csv_md_png(tmp_path):
+    fake_study(tmp_path, {"fixed": [1, 2], "auto": [1, 2]})
+    table = report(tmp_path)
+    saved = pd.read_csv(tmp_path / "results.csv")
+    assert list(saved["configuration"]) == list(table["configuration"])
+    np.testing.assert_allclose(saved["event_f1_mean"], table["event_f1_mean"])
+    assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_versions_and_dates_come_from_run_info(tmp_path):
+    fake_study(tmp_path, {"fixed": [1, 2]})
+    for i, run in enumerate(sorted((tmp_path / "runs").iterdir())):
+        info = {"started": f"2026-0{i + 1}-02T10:00:00+00:00", "versions": {"torch": "9.9.9"}}
+        (run / RUN_INFO).write_text(json.dumps(info))
+    report(tmp_path)
+    md = (tmp_path / "results.md").read_text()
+    assert "torch 9.9.9" in md
+    assert "2026-01-02 10:00 to 2026-02-02 10:00" in md
+
+
+def test_self_training_run_counts_once_per_round(tmp_path):
+    rng = np.random.default_rng(1)
+    made: dict[str, dict[int, dict]] = {}
+    st_study = {"name": "self_training", "reference": "rounds=0", "budget": "x"}
+    for s in (1, 2):
+        last = random_metrics(rng)  # a top-level metrics.json (the last round) is not counted
+        overrides = ["self_training.rounds=2"]
+        run = make_run(tmp_path / f"s{s}", overrides, s, last, {"seed": "1,2"}, study=st_study)
+        (run / "rounds.json").write_text("{}")
+        for k in range(3):
+            made.setdefault(f"rounds={k}", {})[s] = metrics = random_metrics(rng)
+            (run / "rounds" / f"round_{k}").mkdir(parents=True)
+            (run / "rounds" / f"round_{k}" / "metrics.json").write_text(json.dumps(metrics))
+            info = {"versions": {"torch": f"1.{k}"}}  # written by each round's training
+            (run / "rounds" / f"round_{k}" / RUN_INFO).write_text(json.dumps(info))
+    runs = load_runs(tmp_path)
+    assert sorted({r.versions["torch"] for r in runs}) == ["1.0", "1.1", "1.2"]
+    table = summary_table(runs)
+    assert list(table["configuration"]) == ["rounds=0", "rounds=1", "rounds=2"]
+    assert list(table["reference"]) == [True, False, False]
+    for row in table.to_dict("records"):
+        assert row["n_seeds"] == 2
+        mean, std = expected(made[row["configuration"]], "event_f1")
+        assert row["event_f1_mean"] == pytest.approx(mean)
+        assert row["event_f1_std"] == pytest.approx(std)
+
+
+def test_command_line_sweep_groups_and_group_default_fills_in(tmp_path):
+    """No sweeper params: the sweep of multirun.yaml defines the configurations; a run that
+    did not override the swept group gets its default (the group choice)."""
+    sweep = tmp_path / "runs" / "2026-01-01_00-00-00"
+    sweep.mkdir(parents=True)
+    multirun = {
+        "hydra": {
+            "overrides": {
+                "task": ["trainer.max_epochs=3", "model/pooling=mean,attention", "seed=1,2"]
+            }
+        }
+    }
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    rng = np.random.default_rng(2)
+    study = {"name": "pooling", "reference": "model/pooling=attention", "budget": "x"}
+    for s in (1, 2):
+        for pooling in ("mean", "attention"):
+            overrides = ["trainer.max_epochs=3", f"model/pooling={pooling}"]
+            make_run(sweep / f"{pooling}{s}", overrides, s, random_metrics(rng), study=study)
+    # a later single run of the reference made without naming the pooling (its default)
+    choices = {"model/pooling": "attention"}
+    make_run(tmp_path / "extra", [], 3, random_metrics(rng), choices=choices, study=study)
+    table = summary_table(load_runs(tmp_path))
+    assert list(table["configuration"]) == ["model/pooling=attention", "model/pooling=mean"]
+    assert list(table["seeds"]) == ["1 2 3", "1 2"]
+
+
+def test_study_factors_group_runs_of_separate_commands(tmp_path):
+    """label_constraint: off (the group default, null) and on (overridden, with a per-seed
+    checkpoint that must not split the configuration)."""
+    rng = np.random.default_rng(3)
+    study = {"name": "lc", "reference": "label_constraint=null", "factors": ["label_constraint"]}
+    off, on = {"label_constraint": None}, {"label_constraint": "default"}
+    for s in (1, 2):
+        ckpt = f"init_from=/ckpt/seed{s}.ckpt"
+        make_run(tmp_path / f"off{s}", [ckpt], s, random_metrics(rng), choices=off, study=study)
+        overrides = ["label_constraint=default", f"label_constraint.ckpt=/ckpt/seed{s}.ckpt"]
+        make_run(tmp_path / f"on{s}", overrides, s, random_metrics(rng), choices=on, study=study)
+    table = summary_table(load_runs(tmp_path))
+    assert list(table["configuration"]) == ["label_constraint=null", "label_constraint=default"]
+    assert list(table["reference"]) == [True, False] and list(table["n_seeds"]) == [2, 2]
+
+
+def test_a_seed_run_twice_keeps_the_latest_run(tmp_path):
+    made = fake_study(tmp_path, {"fixed": [1, 2]})
+    again = make_run(
+        tmp_path / "rerun", ["loss=fixed"], 2, random_metrics(np.random.default_rng(9))
+    )
+    for run, day in [(tmp_path / "runs" / "fixed_2", 1), (again, 2)]:
+        (run / RUN_INFO).write_text(json.dumps({"started": f"2026-01-0{day}T00:00:00+00:00"}))
+    row = summary_table(load_runs(tmp_path)).iloc[0]
+    kept = [made["fixed"][1], json.loads((again / "metrics.json").read_text())]
+    assert row["n_seeds"] == 2
+    assert row["clip_map_mean"] == pytest.approx(np.mean([m["test/clip_map"] for m in kept]))
+
+
+def test_unfinished_runs_are_left_out(tmp_path):
+    fake_study(tmp_path, {"fixed": [1, 2]})
+    make_run(tmp_path / "runs" / "crashed", ["loss=fixed"], 3, None, {"loss": "fixed"})
+    assert list(summary_table(load_runs(tmp_path))["seeds"]) == ["1 2"]
+
+
+def test_no_run_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="no run found under"):
+        main([str(tmp_path)])
+    assert not (tmp_path / "results.md").exists()
+
+
+def test_runs_dir_option(tmp_path):
+    fake_study(tmp_path / "elsewhere", {"fixed": [1, 2]})
+    main([str(tmp_path / "study"), "--runs-dir", str(tmp_path / "elsewhere")])
+    assert (tmp_path / "study" / "results.csv").is_file()
+
+
+# ---------------------------------------------------------------- study configs, run_info
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_study_config_composes_into_its_folder(study):
+    assert {"loss_weighting", "pooling", "model", "median_filter", "self_training"} <= set(STUDIES)
+    cfg = compose_train([f"+experiment=ablation/{study}"], tiny=False)
+    with open_dict(cfg):
+        cfg.hydra.job.num = 0
+    # the sweeper resolves the sweep dir before any job runs, with no HydraConfig set: it must
+    # not use ${hydra:runtime...} (nor paths.root_dir, which does); relative to the cwd
+    HydraConfig.instance().cfg = None
+    sweep_dir = Path(cfg.hydra.sweep.dir)
+    assert sweep_dir.parent == Path("experiments") / study / "runs"
+    HydraConfig.instance().set_config(cfg)
+    assert cfg.task_name == f"ablation_{study}" and cfg.study.name == study
+    assert cfg.data.class_names[0] == "clear_throat"  # the office benchmark underneath
+    assert cfg.hydra.sweep.subdir.startswith("0_") and cfg.hydra.sweep.subdir.endswith("seed=42")
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params)
+    assert params["seed"] == "1,2"
+    key, _, value = cfg.study.reference.partition("=")
+    if key in params:  # the reference is one of the swept values
+        assert value in params[key].split(",")
+
+
+@pytest.mark.parametrize(("option", "weak", "strong"), [("weak_only", 1, 0), ("strong_only", 0, 1)])
+def test_single_loss_options(option, weak, strong):
+    loss = compose_train([f"loss={option}"], tiny=False).loss
+    assert (loss.weak_weight, loss.strong_weight, loss.weighting) == (weak, strong, "fixed")
+
+
+def test_run_info_records_versions_and_overrides(cfg_train, tmp_path):
+    import torch
+
+    path = write_run_info(cfg_train, tmp_path / "out")
+    info = json.loads(path.read_text())
+    assert info["versions"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert set(info["versions"]) >= {
+        "python",
+        "torchaudio",
+        "lightning",
+        "sed_eval",
+        "sed-lightning",
+    }
+    assert (
+        info["overrides"] == list(cfg_train.hydra.overrides.task) and TINY[0] in info["overrides"]
+    )
+    assert info["choices"]["model"] == "conformer" and info["seed"] == cfg_train.seed
+
+
+# ---------------------------------------------------------------- a real multirun
+
+
+EXPERIMENT = """# @package _global_
+study: {name: tiny_pooling, reference: model/pooling=attention, budget: one batch}
+hydra:
+  sweep:
+    subdir: ${hydra.job.num}_pooling=${hydra:runtime.choices.model/pooling}_seed=${seed}
+  sweeper:
+    params:
+      model/pooling: mean,attention
+      seed: 7,8,9
+"""
+
+
+def test_real_multirun_then_report(tmp_path, data_dir):
+    """2 poolings x seeds 1,2 (the command line replaces the experiment's seeds)."""
+    ensure_data(data_dir, tmp_path)
+    (tmp_path / "conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "conf" / "experiment" / "tiny_pooling.yaml").write_text(EXPERIMENT)
+    sweep = tmp_path / "study" / "runs" / "sweep"
+    cmd = [sys.executable, "-m", "sed_lightning.train", "-m", *TINY, "debug=fdr"]
+    cmd += [f"paths.data_dir={data_dir}", f"hydra.sweep.dir={sweep}"]
+    cmd += [
+        f"hydra.searchpath=[file://{tmp_path / 'conf'}]",
+        "+experiment=tiny_pooling",
+        "seed=1,2",
+    ]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    runs = sorted(p.name.split("_", 1)[1] for p in sweep.iterdir() if p.is_dir())
+    assert runs == [f"pooling={p}_seed={s}" for p in ("attention", "mean") for s in (1, 2)]
+    table = report(tmp_path / "study").set_index("configuration")
+    assert list(table.index) == ["model/pooling=attention", "model/pooling=mean"]
+    assert list(table["reference"]) == [True, False] and list(table["seeds"]) == ["1 2", "1 2"]
+    for pooling in ("attention", "mean"):
+        saved = [
+            json.loads(p.read_text()) for p in sweep.glob(f"*_pooling={pooling}_*/metrics.json")
+        ]
+        for name in METRICS:
+            mean = np.mean([m[f"test/{name}"] for m in saved])
+            assert table.loc[f"model/pooling={pooling}", f"{name}_mean"] == pytest.approx(mean)

@@ -1,0 +1,193 @@
+"""Post-processing tuned on validation scores only, and the median-filter study from saved runs.
+
+The fake runs hold hand-made scores (frame hop 0.1 s, 10 s clips) where the best settings are
+known: ``alarm`` is one long event whose scores dip for 4 frames (only a median window of at
+least 9 frames, i.e. 11 or 21 in the grid, merges it back into one event); ``knock`` has a
+true event at 0.95 and a long false positive at 0.6 that no window removes (only a threshold
+of 0.7 or more drops it). The other classes never occur.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sed_lightning.data.tsv import write_durations_tsv, write_strong_tsv
+from sed_lightning.evaluation.metrics import sed_eval_metrics
+from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
+from sed_lightning.median_study import study
+from sed_lightning.postprocessing import PostProcessor
+from sed_lightning.training.preflight import check_postprocess
+from sed_lightning.tune_postprocess import (
+    class_event_f1,
+    evaluate_tuned,
+    events_by_class,
+    load_split,
+    main,
+    threshold_events,
+    tune_run,
+)
+from tests.conftest import CLASSES, ROOT, compose_train
+
+HOP = 0.1
+N_FRAMES = 100
+LOW = 0.05
+
+
+def clip_scores(gap_start: int = 30, fp_score: float = 0.6) -> tuple[np.ndarray, list[tuple]]:
+    """Scores of one clip and its reference events ``(onset, offset, label)``."""
+    scores = np.full((N_FRAMES, len(CLASSES)), LOW)
+    alarm, knock = CLASSES.index("alarm"), CLASSES.index("knock")
+    scores[10:60, alarm] = 0.9
+    scores[gap_start : gap_start + 4, alarm] = LOW  # a 4-frame dip inside the event
+    scores[20:40, knock] = 0.95
+    scores[60:90, knock] = fp_score  # false positive, 3 s long
+    return scores, [(1.0, 6.0, "alarm"), (2.0, 4.0, "knock")]
+
+
+def write_split(run: Path, split: str, n_clips: int, gap_shift: int = 0) -> None:
+    scores_dir, ref, dur = {
+        "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
+        "test": ("scores", "test_reference.tsv", "test_durations.tsv"),
+    }[split]
+    frames, rows = {}, []
+    for i in range(n_clips):
+        name = f"{split}_{i:03d}.wav"
+        frames[name], events = clip_scores(gap_start=25 + 5 * i + gap_shift)
+        rows += [(name, *event) for event in events]
+    write_scores(scores_to_dataframes(frames, HOP, CLASSES), run / scores_dir)
+    write_strong_tsv(
+        pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"]), run / ref
+    )
+    write_durations_tsv({name: N_FRAMES * HOP for name in frames}, run / dur)
+
+
+def fake_run(run: Path, seed: int = 0, gap_shift: int = 0) -> Path:
+    """A run folder as training leaves it (scores, references, durations, settings)."""
+    write_split(run, "val", 2, gap_shift)
+    write_split(run, "test", 3, gap_shift)
+    postprocess = {"median_window": 0.1, "threshold": 0.5, "min_duration": 0.0}
+    (run / "postprocess.yaml").write_text(yaml.safe_dump(postprocess))
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        yaml.safe_dump({"seed": seed, "postprocess": postprocess})
+    )
+    (run / "metrics.json").write_text(json.dumps({"test/clip_map": 0.75}))
+    return run
+
+
+@pytest.fixture
+def run(tmp_path) -> Path:
+    return fake_run(tmp_path / "run")
+
+
+def test_tuning_finds_the_known_window_and_threshold_per_class(run):
+    table = tune_run(run).table.set_index("class")
+    assert table.loc["alarm", "window_frames"] == 11  # smallest grid window closing the dip
+    assert table.loc["alarm", "val_f1"] == pytest.approx(1.0)
+    assert table.loc["knock", "threshold"] == pytest.approx(0.7)  # drops the 0.6 false positive
+    assert table.loc["knock", "window_frames"] == 1  # no window helps: the run's own (0.1 s)
+    assert table.loc["knock", "val_f1"] == pytest.approx(1.0)
+    assert not table.loc["water", "tuned"]  # no validation events: the run's own settings
+    tuned = yaml.safe_load((run / "postprocess_tuned.yaml").read_text())
+    assert tuned["median_window"]["alarm"] == pytest.approx(1.1)
+    assert tuned["threshold"] == {**{c: 0.5 for c in CLASSES}, "knock": pytest.approx(0.7)}
+    check_postprocess(tuned, CLASSES, HOP)  # a valid `postprocess` node for these classes
+
+
+def test_tuned_config_loads_as_a_hydra_postprocess_option(run):
+    tune_run(run)
+    cfg = compose_train([f"hydra.searchpath=[file://{run}/conf]", "postprocess=tuned"])
+    assert cfg.postprocess.threshold.knock == pytest.approx(0.7)
+    assert cfg.postprocess.median_window.alarm == pytest.approx(1.1)
+
+
+def test_tuning_never_reads_the_test_split(run):
+    for path in (run / "scores").glob("*.tsv"):
+        path.write_text("garbage\tthat is not a score table\n1\n")
+    (run / "test_reference.tsv").unlink()
+    table = tune_run(run).table.set_index("class")  # validation files only
+    assert table.loc["alarm", "window_frames"] == 11
+    assert table.loc["knock", "threshold"] == pytest.approx(0.7)
+    with pytest.raises((FileNotFoundError, ValueError, KeyError)):
+        evaluate_tuned(run, tune_run(run))  # the test step is the one that needs them
+
+
+def test_cli_writes_tuned_test_metrics_with_psds_intervals(run, capsys):
+    main([str(run), "--bootstrap-folds", "3", "--bootstrap-iterations", "2"])
+    out = capsys.readouterr().out
+    assert "before" in out and "after" in out
+    tuned = json.loads((run / "metrics_tuned.json").read_text())
+    assert tuned["test/event_f1/alarm"] == pytest.approx(1.0)
+    assert tuned["test/event_f1/knock"] == pytest.approx(1.0)
+    assert tuned["test/clip_map"] == 0.75  # copied: clip scores ignore post-processing
+    for name in ("psds1", "psds2"):
+        low, high = tuned[f"test/{name}_ci_low"], tuned[f"test/{name}_ci_high"]
+        assert 0.0 <= low <= tuned[f"test/{name}_ci_mean"] <= high <= 1.0
+        assert 0.0 <= tuned[f"test/mfi_{name}"] <= 1.0
+    assert tuned["versions/sed_eval"]
+    # before: the run's own settings (1-frame window, 0.5) split alarm and keep the knock FP
+    test = load_split(run, "test")
+    before = PostProcessor(CLASSES, HOP, median_window=0.1, threshold=0.5)(test.frames())
+    f1 = sed_eval_metrics(test.reference, before, CLASSES, test.files)["event_f1_per_class"]
+    assert f1["alarm"] == 0.0 and f1["knock"] == pytest.approx(2 / 3)
+
+
+def test_grid_search_events_and_f1_match_the_postprocessor_and_sed_eval():
+    rng = np.random.default_rng(0)
+    classes = ["a", "b", "c"]
+    frames = {f"f{i}": rng.random((60, 3)) ** 2 for i in range(6)}
+    durations = {k: 5.7 for k in frames}
+    pp = PostProcessor(classes, 0.1, median_window=0.0, threshold=0.4, min_duration=0.25)
+    expected = pp(frames, durations)
+    mine = threshold_events(frames, classes, 0.1, 0.4, durations, {c: 0.25 for c in classes})
+    assert events_by_class(expected) == mine
+    reference = PostProcessor(classes, 0.1, median_window=0.5, threshold=0.5)(frames)
+    full = sed_eval_metrics(reference, expected, classes, sorted(frames))["event_f1_per_class"]
+    ref = events_by_class(reference)
+    assert {c: class_event_f1(ref, mine, c) for c in classes} == pytest.approx(full, nan_ok=True)
+
+
+def test_median_study_from_saved_runs_without_torch(tmp_path):
+    fake_run(tmp_path / "runs" / "seed0", 0)  # found under runs/ (folders holding scores/)
+    fake_run(tmp_path / "runs" / "seed1", 1, gap_shift=2)
+    out = tmp_path / "study"
+    code = (
+        "import runpy, sys; "
+        f"sys.argv = ['x', 'median-study', {str(tmp_path / 'runs')!r}, '--out', {str(out)!r}]; "
+        "runpy.run_module('sed_lightning.tune_postprocess', run_name='__main__'); "
+        "print('torch imported:', 'torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "torch imported: False" in proc.stdout and "elapsed:" in proc.stdout
+    raw = pd.read_csv(out / "runs.csv", dtype={"window": str})
+    assert len(raw) == 2 * 7  # windows 1 3 5 7 11 21 + tuned, per run
+    assert sorted(raw["seed"].unique()) == [0, 1]  # from each run's .hydra/config.yaml
+    results = pd.read_csv(out / "results.csv", dtype={"window": str}).set_index("window")
+    assert list(results.index) == ["1", "3", "5", "7", "11", "21", "tuned"]
+    assert results["reference"].tolist() == [True] + [False] * 6  # the runs' 0.1 s = 1 frame
+    assert results.loc["1", "event_f1_mean"] == pytest.approx(1 / 3)  # alarm 0, knock 2/3
+    assert results.loc["11", "event_f1_mean"] == pytest.approx(5 / 6)  # alarm 1, knock 2/3
+    assert results.loc["tuned", "event_f1_mean"] == pytest.approx(1.0)
+    assert np.isnan(results.loc["1", "event_f1_p"])  # no test of the reference with itself
+    assert (results["n_runs"] == 2).all()
+    md = (out / "results.md").read_text()
+    assert "**1** (ref)" in md and "| tuned | 2 |" in md and "ttest_rel" in md
+    assert (out / "results.png").stat().st_size > 0
+
+
+def test_median_study_with_one_run_says_no_test(tmp_path):
+    out = tmp_path / "study"
+    table = study([fake_run(tmp_path / "only")], out, windows=[1, 11])
+    assert table["window"].tolist() == ["1", "11", "tuned"]
+    assert "(p n/a)" in (out / "results.md").read_text()
