@@ -40,7 +40,7 @@ bench: install  ## speed/cost/accuracy benchmarks -> benchmarks/results/ (ARGS="
 	$(PY) -m benchmarks.bench $(ARGS)
 
 # label_constraint joins once its checkpoint is wired (conf/experiment/ablation/label_constraint.yaml)
-STUDIES ?= loss_weighting pooling model median_filter self_training augment
+STUDIES ?= loss_weighting pooling model median_filter self_training augment mean_teacher
 
 ablations: install  ## every ablation sweep + report -> experiments/<study>/ (hours on CPU; STUDIES=pooling)
 	@for study in $(STUDIES); do \

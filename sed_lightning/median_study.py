@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import math
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -34,10 +33,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
-from scipy import stats
 
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.metrics import sed_eval_metrics
+from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.postprocessing import resolve_per_class, window_in_frames
 from sed_lightning.tune_postprocess import (
     THRESHOLDS,
@@ -130,11 +129,7 @@ def window_order(label: str) -> tuple[int, float]:
 def paired_p(values: pd.Series, reference: pd.Series) -> float:
     """p of the paired t-test over the runs both have (NaN with fewer than 2 pairs)."""
     both = pd.concat([values, reference], axis=1, keys=["a", "b"]).dropna()
-    if len(both) < 2:
-        return float("nan")
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return float(stats.ttest_rel(both["a"], both["b"]).pvalue)
+    return paired_ttest_p(list(both["a"]), list(both["b"]))
 
 
 def summarize(raw: pd.DataFrame) -> pd.DataFrame:
@@ -151,15 +146,6 @@ def summarize(raw: pd.DataFrame) -> pd.DataFrame:
             row[f"{name}_p"] = math.nan if is_ref else paired_p(part[name], reference[name])
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def fmt_cell(row: Mapping[str, Any], name: str) -> str:
-    """``mean ± std (p=...)``; the reference has no p."""
-    mean, std, p = row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_p"]
-    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
-    if row["reference"]:
-        return text
-    return f"{text} (p={p:.3g})" if not math.isnan(p) else f"{text} (p n/a)"
 
 
 def markdown(table: pd.DataFrame, raw: pd.DataFrame, seconds: float) -> str:

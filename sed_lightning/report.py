@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import re
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,8 +32,8 @@ import numpy as np
 import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
-from scipy import stats
 
+from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.training.run_info import RUN_INFO
 
 log = logging.getLogger(__name__)
@@ -320,13 +318,8 @@ def metric(run: Run, name: str) -> float:
 def paired_p(config: Mapping[Any, Run], reference: Mapping[Any, Run], name: str) -> float:
     """p-value of the paired t-test over the seeds both have (NaN with fewer than 2)."""
     seeds = [s for s in config if s in reference]
-    if len(seeds) < 2:
-        return float("nan")
     a = [metric(config[s], name) for s in seeds]
-    b = [metric(reference[s], name) for s in seeds]
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        return float(stats.ttest_rel(a, b).pvalue)
+    return paired_ttest_p(a, [metric(reference[s], name) for s in seeds])
 
 
 def natural_key(text: str) -> list[Any]:
@@ -369,15 +362,6 @@ def table_row(
 
 
 # ---------------------------------------------------------------- writing
-
-
-def fmt_cell(row: Mapping[str, Any], name: str) -> str:
-    """``mean ± std (p=...)`` of one metric for the markdown table."""
-    mean, std, p = row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_p"]
-    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
-    if row["reference"]:
-        return text
-    return f"{text} (p={p:.3g})" if not math.isnan(p) else f"{text} (p n/a)"
 
 
 def versions_text(runs: Sequence[Run]) -> str:
