@@ -67,14 +67,22 @@ def find_runs(paths: Sequence[Path]) -> list[Path]:
     return runs
 
 
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's resolved config (``.hydra/config.yaml``); ``{}`` when it has none."""
+    config = run_dir / ".hydra" / "config.yaml"
+    return (yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
+
+
 def run_seed(run_dir: Path) -> Any:
     """The run's seed (``.hydra/config.yaml``), else its folder name."""
-    config = run_dir / ".hydra" / "config.yaml"
-    if config.is_file():
-        seed = (yaml.safe_load(config.read_text()) or {}).get("seed")
-        if seed is not None:
-            return seed
-    return run_dir.name
+    seed = run_config(run_dir).get("seed")
+    return run_dir.name if seed is None else seed
+
+
+def run_budget(run_dir: Path) -> str:
+    """How long the run trained (``trainer.max_epochs``), for the table header."""
+    epochs = (run_config(run_dir).get("trainer") or {}).get("max_epochs")
+    return "unknown" if epochs is None else f"{epochs} epochs"
 
 
 def reference_window(base: Mapping[str, Any], classes: Sequence[str], hop: float) -> int | str:
@@ -110,6 +118,7 @@ def run_rows(
         {
             "run": str(run_dir),
             "seed": seed,
+            "budget": run_budget(run_dir),
             "window": str(label),
             "window_s": label * hop if isinstance(label, int) else float("nan"),
             "reference": label == ref,
@@ -155,6 +164,7 @@ def markdown(table: pd.DataFrame, raw: pd.DataFrame, seconds: float) -> str:
         "# Median-filter study (from saved scores, no retraining)",
         "",
         f"- runs: {len(runs)} ({', '.join(f'`{r}` (seed {s})' for r, s in zip(runs['run'], runs['seed'], strict=True))})",
+        f"- training budget of the runs: {', '.join(sorted(set(raw.get('budget', ['unknown']))))}",
         "- windows: median-filter length in frames; threshold and min_duration: each run's own",
         f"- `{TUNED}`: per-class window and threshold tuned on each run's validation scores "
         "(max event-based F1), applied to test",
