@@ -39,7 +39,8 @@ format: install  ## ruff autofix + format
 bench: install  ## speed/cost/accuracy benchmarks -> benchmarks/results/ (ARGS="--name cpu ...")
 	$(PY) -m benchmarks.bench $(ARGS)
 
-# label_constraint joins once its checkpoint is wired (conf/experiment/ablation/label_constraint.yaml)
+# Not swept here: label_constraint (fine-tunes each seed's converged checkpoint) and
+# self_training_control: their commands are in experiments/<study>/README.md.
 STUDIES ?= loss_weighting pooling model median_filter self_training augment mean_teacher
 
 ablations: install  ## every ablation sweep + report -> experiments/<study>/ (hours on CPU; STUDIES=pooling)
