@@ -23,9 +23,9 @@ from sed_lightning.training.build import (
     build_module,
     build_trainer,
     label_encoder,
-    load_weights,
     summary,
 )
+from sed_lightning.training.checkpoints import load_weights
 from sed_lightning.training.preflight import (
     ConfigError,
     check_config,
@@ -57,7 +57,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     ckpt_path = resolve_ckpt_path(cfg) if cfg.train else None
     module = build_module(cfg)
     if cfg.get("init_from") and not ckpt_path:
-        load_weights(module, cfg.init_from)
+        load_weights(module, cfg.init_from, "init_from")
     check_config(cfg, frame_hop=label_encoder(cfg, module).frame_hop)
     configure_wandb(cfg)
     if ckpt_path:

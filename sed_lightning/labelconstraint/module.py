@@ -29,6 +29,7 @@ from sed_lightning.labelconstraint.text import (
 from sed_lightning.losses.label_constraint import label_constraint_kl
 from sed_lightning.losses.sed_loss import LossOutput
 from sed_lightning.models.sed import SEDOutput
+from sed_lightning.training import checkpoints
 from sed_lightning.training.module import SEDModule
 from sed_lightning.training.preflight import ConfigError
 
@@ -209,26 +210,7 @@ def load_weights(module: SEDModule, path: str | Path) -> None:
     Entries a label-constrained checkpoint adds (projection, label features, lambda) are
     skipped, so fine-tuned checkpoints can be fine-tuned again.
     """
-    if not Path(path).is_file():
-        raise ConfigError(f"label_constraint.ckpt: no checkpoint file {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, or objects beyond tensors and containers
-        raise ConfigError(f"label_constraint.ckpt: cannot read {path}: {err}") from err
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ConfigError(f"label_constraint.ckpt: {path} is not a Lightning checkpoint")
-    saved_classes = checkpoint.get("class_names")
-    if saved_classes is not None and list(saved_classes) != module.class_names:
-        raise ConfigError(
-            f"label_constraint.ckpt: {path} was trained on classes {list(saved_classes)}, "
-            f"this run has {module.class_names}"
-        )
-    state = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(EXTRA_KEYS)}
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ConfigError(f"label_constraint.ckpt: {path} does not fit the model: {err}") from err
-    log.info("label constraint: fine-tuning from the weights of %s", path)
+    checkpoints.load_weights(module, path, "label_constraint.ckpt", EXTRA_KEYS)
 
 
 def label_features_for(cfg: DictConfig, class_names: Sequence[str]) -> LabelFeatures:

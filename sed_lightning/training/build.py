@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -67,12 +65,3 @@ def summary(metrics: dict[str, Any]) -> str:
     keys = ["event_f1", "segment_f1", "psds1", "psds2", "clip_map"]
     rows = [f"  {k:<11} {float(metrics[f'test/{k}']):.4f}" for k in keys if f"test/{k}" in metrics]
     return "test metrics:\n" + "\n".join(rows)
-
-
-def load_weights(module: SEDModule, ckpt_path: str) -> None:
-    """Initialise ``module``'s weights from a checkpoint (strict; optimizer state not used)."""
-    if not Path(ckpt_path).is_file():
-        raise FileNotFoundError(f"init_from: checkpoint {ckpt_path} does not exist")
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
-    module.load_state_dict(state)
-    log.info("weights initialised from %s", ckpt_path)

@@ -22,6 +22,7 @@ from tests.conftest import ROOT, TINY, compose_train, finalize
         ("postprocess.threshold=1.5", r"postprocess\.threshold must be in \[0, 1\]"),
         ("callbacks.evaluation.postprocess={threshold: {spech: 0.3, default: 0.5}}", r"callbacks\.evaluation\.postprocess\.threshold\.spech"),
         ("+data.batch_sizes.strnog=2", r"data\.batch_sizes: unknown kind\(s\) \['strnog'\]"),
+        ("init_from=/nonexistent/best.ckpt", r"init_from: no checkpoint file /nonexistent/best\.ckpt"),
     ],
 )  # fmt: skip
 def test_bad_value_is_rejected_before_training(override, message, tmp_path):
