@@ -34,7 +34,7 @@ from sed_lightning.selftraining.pseudo_labels import (
     clip_scores,
     pseudo_label_table,
 )
-from sed_lightning.training.build import build_datamodule, build_module
+from sed_lightning.training.build import build_datamodule
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def pseudo_label(cfg: DictConfig, k: int, out: Path, previous: dict[str, Any]) -
         )
     device = "cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu"
     module = Predictor.from_checkpoint(ckpt, device=device).module
-    datamodule = build_datamodule(cfg, build_module(cfg))
+    datamodule = build_datamodule(cfg, module)  # the labelling model's frame grid
     datamodule.prepare_data()
     dataset = datamodule.dataset(st.unlabeled_set)
     names, scores = clip_scores(module, dataset, cfg.data.eval_batch_size, device)
