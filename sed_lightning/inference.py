@@ -17,6 +17,7 @@ from sed_lightning.data.datasets import AUDIO_SUFFIXES
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.postprocessing import PostProcessor
 from sed_lightning.training.build import build_module, label_encoder
+from sed_lightning.training.checkpoints import upgrade_checkpoint
 from sed_lightning.training.module import SEDModule
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,13 @@ class Predictor:
         postprocess: Mapping[str, Any] | None = None,
         device: str = "cpu",
     ) -> Predictor:
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        # weights_only: tensors and plain containers only, never pickled code.
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         if "sed_config" not in ckpt:
             raise ValueError(f"{ckpt_path} is not a sed_lightning checkpoint (no sed_config)")
         cfg = OmegaConf.create(ckpt["sed_config"])
         module = build_module(cfg)
+        upgrade_checkpoint(ckpt, module, source=str(ckpt_path))
         module.load_state_dict(ckpt["state_dict"])
         module.to(device)
         post = OmegaConf.to_container(cfg.postprocess)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchaudio.transforms import FrequencyMasking, TimeMasking
 
 from sed_lightning.data.audio import load_audio
 from sed_lightning.data.batch import SEDBatch
@@ -319,9 +318,41 @@ class Mixup(nn.Module):
         )
 
 
+def mask_along_axis(features: torch.Tensor, axis: int, max_width: int) -> torch.Tensor:
+    """Zero one random band along ``axis`` (-1 time, -2 frequency), drawn per clip.
+
+    As SpecAugment (Park et al., 2019): a width ``w ~ U[0, max_width)`` and a start
+    ``s ~ U[0, size - w)``, both floored; entries ``s <= i < s + w`` are set to 0. A few
+    lines of tensor code: the maintained audio libraries offer no batched per-clip masks
+    on torch tensors (the one that did is end of life).
+
+    Shape:
+        ``(batch, ..., n_mels, n_frames)`` -> same.
+
+    >>> x = torch.ones(3, 4, 50)
+    >>> widths = mask_along_axis(x, -1, max_width=10).eq(0).all(dim=1).sum(dim=-1)
+    >>> bool((widths < 10).all())
+    True
+    """
+    if axis not in (-1, -2):
+        raise ValueError(f"axis must be -1 (time) or -2 (frequency), got {axis}")
+    size = features.shape[axis]
+    max_width = min(int(max_width), size)
+    if max_width < 1:
+        return features
+    lead = features.shape[:-2]
+    width = torch.rand(lead, device=features.device) * max_width
+    start = torch.rand(lead, device=features.device) * (size - width)
+    first, last = start.long(), start.long() + width.long()
+    index = torch.arange(size, device=features.device)
+    mask = (index >= first[..., None]) & (index < last[..., None])  # (..., size)
+    mask = mask.unsqueeze(-1) if axis == -2 else mask.unsqueeze(-2)
+    return features.masked_fill(mask, 0.0)
+
+
 class SpecAugment(nn.Module):
-    """Time and frequency masks on the features (torchaudio ``TimeMasking`` /
-    ``FrequencyMasking`` with ``iid_masks=True``: different masks for every clip).
+    """Time and frequency masks on the features, different for every clip
+    (:func:`mask_along_axis`).
 
     With probability ``p`` (per clip) a clip gets ``time_masks`` masks of up to
     ``time_mask_param`` frames and ``freq_masks`` masks of up to ``freq_mask_param`` bins.
@@ -354,18 +385,20 @@ class SpecAugment(nn.Module):
     ) -> None:
         super().__init__()
         self.p = float(p)
-        self.masks = nn.Sequential(
-            *[TimeMasking(time_mask_param, iid_masks=True) for _ in range(time_masks)],
-            *[FrequencyMasking(freq_mask_param, iid_masks=True) for _ in range(freq_masks)],
-        )
+        self.masks = [(-1, int(time_mask_param))] * int(time_masks) + [
+            (-2, int(freq_mask_param))
+        ] * int(freq_masks)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, masks={self.masks}"
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        masked = features
+        for axis, max_width in self.masks:
+            masked = mask_along_axis(masked, axis, max_width)
         apply = draw(self.p, features.shape[0], features.device)
         apply = apply.view(-1, *[1] * (features.dim() - 1))
-        return torch.where(apply, self.masks(features), features)
+        return torch.where(apply, masked, features)
 
 
 class Augmentation(nn.Module):

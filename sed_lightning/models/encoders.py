@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchaudio.models import Conformer
+
+from sed_lightning.models.conformer import ConformerBlock
 
 
 class ConformerEncoder(nn.Module):
-    """Linear projection to ``d_model`` followed by ``torchaudio.models.Conformer`` blocks.
+    """Linear projection to ``d_model`` followed by :class:`ConformerBlock` s.
 
     Args:
         in_features: width of the CNN frame embeddings.
@@ -22,6 +23,10 @@ class ConformerEncoder(nn.Module):
     Shape:
         - input: ``(batch, time, in_features)``
         - output: ``(batch, time, d_model)``
+
+    >>> ConformerEncoder(in_features=32, d_model=16, ffn_dim=32, num_layers=2)(
+    ...     torch.randn(2, 25, 32)).shape
+    torch.Size([2, 25, 16])
     """
 
     def __init__(
@@ -37,19 +42,16 @@ class ConformerEncoder(nn.Module):
         super().__init__()
         self.out_features = d_model
         self.proj = nn.Linear(in_features, d_model)
-        self.conformer = Conformer(
-            input_dim=d_model,
-            num_heads=num_heads,
-            ffn_dim=ffn_dim,
-            num_layers=num_layers,
-            depthwise_conv_kernel_size=kernel_size,
-            dropout=dropout,
+        self.blocks = nn.ModuleList(
+            ConformerBlock(d_model, num_heads, ffn_dim, kernel_size, dropout)
+            for _ in range(num_layers)
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.proj(x)
-        lengths = torch.full((x.shape[0],), x.shape[1], dtype=torch.long, device=x.device)
-        return self.conformer(x, lengths)[0]
+        for block in self.blocks:
+            x = block(x)
+        return x
 
 
 class GRUEncoder(nn.Module):

@@ -27,7 +27,7 @@ from sed_lightning.training.module import SEDModule, StagePredictions
 
 log = logging.getLogger(__name__)
 
-VERSIONED_PACKAGES = ("torch", "torchaudio", "lightning", "sed_eval", "sed_scores_eval")
+VERSIONED_PACKAGES = ("torch", "lightning", "sed_eval", "sed_scores_eval")
 
 
 def package_versions(packages: tuple[str, ...] = VERSIONED_PACKAGES) -> dict[str, str]:

@@ -14,6 +14,7 @@ from torch import nn
 from sed_lightning.data.batch import SEDBatch
 from sed_lightning.losses.sed_loss import LossOutput, SEDLoss
 from sed_lightning.models.sed import SEDModel, SEDOutput
+from sed_lightning.training.checkpoints import LAYOUT, LAYOUT_KEY, upgrade_checkpoint
 
 if TYPE_CHECKING:
     from sed_lightning.training.mean_teacher import MeanTeacher
@@ -179,3 +180,8 @@ class SEDModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sed_config"] = self.run_config
         checkpoint["class_names"] = self.class_names
+        checkpoint[LAYOUT_KEY] = LAYOUT
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning calls this before loading the weights (resume, test of a best checkpoint).
+        upgrade_checkpoint(checkpoint, self)

@@ -21,7 +21,6 @@ RUN_INFO = "run_info.json"
 # distribution names, as pip knows them
 PACKAGES = (
     "torch",
-    "torchaudio",
     "lightning",
     "hydra-core",
     "sed_eval",

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sed_lightning.data.audio import AudioError, fix_length, load_audio, save_audio
+from sed_lightning.data.audio import (
+    AudioError,
+    fix_length,
+    load_audio,
+    resample,
+    resampled_length,
+    save_audio,
+)
 
 
 def _sine(freq: float, sr: int, seconds: float, amplitude: float = 1.0) -> np.ndarray:
@@ -53,6 +60,25 @@ def test_resampling_keeps_sine_frequency(tmp_path: Path, file_rate: int, fmt: st
 
     assert len(audio) == 16000
     assert _peak_frequency(audio, 16000) == pytest.approx(440, abs=1)
+
+
+@pytest.mark.parametrize("orig_rate", [8000, 11025, 22050, 32000, 44100, 48000, 96000])
+@pytest.mark.parametrize("n_samples", [1, 7, 999, 16001, 44100])
+def test_resampled_length_predicts_what_resample_returns(orig_rate: int, n_samples: int) -> None:
+    audio = np.random.default_rng(0).standard_normal((2, n_samples)).astype(np.float32)
+    out = resample(audio, orig_rate, 16000)
+    assert out.shape == (2, resampled_length(n_samples, orig_rate, 16000))
+    assert out.dtype == np.float32
+
+
+def test_resampling_removes_content_above_the_new_nyquist() -> None:
+    # 7 kHz passes to 16 kHz; 9.5 kHz would alias to 6.5 kHz and must be filtered out.
+    x = _sine(7000, 48000, 1.0, 0.5) + _sine(9500, 48000, 1.0, 0.5)
+    y = resample(x.astype(np.float32), 48000, 16000)[1000:-1000]
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(len(y))))
+    freqs = np.fft.rfftfreq(len(y), 1 / 16000)
+    at = lambda f: spectrum[np.argmin(np.abs(freqs - f))]  # noqa: E731
+    assert at(6500) < 1e-3 * at(7000)
 
 
 def test_same_rate_is_returned_unchanged(tmp_path: Path) -> None:

@@ -26,6 +26,9 @@ def test_dcase2020_preset_matches_the_reference_system():
     net = instantiate(cfg.model)(n_classes=10, n_mels=64)
     assert len(net.cnn.blocks) == 7
     assert net.time_pooling == 4
-    conformer = net.encoder.conformer
-    assert len(conformer.conformer_layers) == 3
+    assert len(net.encoder.blocks) == 3
+    attn = net.encoder.blocks[0].attn
+    assert attn.num_heads == 4 and attn.in_proj.in_features == 144
+    assert net.encoder.blocks[0].ffn1.linear1.out_features == 576
+    assert net.encoder.blocks[0].conv.depthwise.kernel_size == (7,)
     assert net.encoder.out_features == 144
