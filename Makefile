@@ -2,22 +2,39 @@
 PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+UV     := $(VENV)/bin/uv
+# uv installs from uv.lock; uv itself comes from the registry at this exact version.
+UV_VERSION := 0.13.9
+# One stamp per interpreter: `make test PYTHON=python3.13` rebuilds .venv for 3.13.
+STAMP  := $(VENV)/.installed-$(notdir $(PYTHON))
 ARGS   ?=
+export UV_PYTHON_DOWNLOADS := never
+export UV_LINK_MODE := copy
 
-.PHONY: help install train test test-all lint format bench ablations clean
+.PHONY: help install lock train test test-all lint format bench ablations clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: $(STAMP)  ## create .venv and install the package with dev tools (idempotent)
+install: $(STAMP)  ## create .venv and install exactly what uv.lock pins, dev tools included (idempotent)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print(sys.version_info[:2])')" != \
+		"$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])')" ]; then \
+		echo "$(VENV) holds another Python than $(PYTHON): recreating it"; rm -rf $(VENV); fi
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "uv==$(UV_VERSION)"
+	@# --locked: stop if pyproject.toml changed without `make lock`; --inexact keeps pip and uv.
+	$(UV) sync --locked --inexact --extra dev --python $(PY)
+	rm -f $(VENV)/.installed*
+	touch $(STAMP)
+
+lock:  ## re-resolve uv.lock from pyproject.toml (ARGS="--upgrade-package NAME" to move one package)
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
-	touch $(STAMP)
+	$(PY) -m pip install -q "uv==$(UV_VERSION)"
+	$(UV) lock $(ARGS)
 
 train: install  ## train + test the default experiment on built-in generated data (ARGS="key=value ...")
 	$(PY) -m sed_lightning.train $(ARGS)
