@@ -5,6 +5,11 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 # uv installs from uv.lock; uv itself comes from the registry at this exact version.
 UV_VERSION := 0.13.9
+# The interpreter itself; one that pyenv has installed but not selected (its shim fails)
+# is found with `pyenv whence`.
+PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	(v=$$(pyenv whence $(PYTHON) 2>/dev/null | tail -1) && [ -n "$$v" ] && \
+	 PYENV_VERSION=$$v pyenv which $(PYTHON)) 2>/dev/null)
 # One stamp per interpreter: `make test PYTHON=python3.13` rebuilds .venv for 3.13.
 STAMP  := $(VENV)/.installed-$(notdir $(PYTHON))
 ARGS   ?=
@@ -19,11 +24,11 @@ help:  ## list the targets
 install: $(STAMP)  ## create .venv and install exactly what uv.lock pins, dev tools included (idempotent)
 
 $(STAMP): pyproject.toml uv.lock
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	@[ -n "$(PYTHON_EXE)" ] || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
 	@if [ -x $(PY) ] && [ "$$($(PY) -c 'import sys; print(sys.version_info[:2])')" != \
-		"$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])')" ]; then \
+		"$$($(PYTHON_EXE) -c 'import sys; print(sys.version_info[:2])')" ]; then \
 		echo "$(VENV) holds another Python than $(PYTHON): recreating it"; rm -rf $(VENV); fi
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(PY) || $(PYTHON_EXE) -m venv $(VENV)
 	$(PY) -m pip install -q "uv==$(UV_VERSION)"
 	@# --locked: stop if pyproject.toml changed without `make lock`; --inexact keeps pip and uv.
 	$(UV) sync --locked --inexact --extra dev --python $(PY)
@@ -31,8 +36,8 @@ $(STAMP): pyproject.toml uv.lock
 	touch $(STAMP)
 
 lock:  ## re-resolve uv.lock from pyproject.toml (ARGS="--upgrade-package NAME" to move one package)
-	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@[ -n "$(PYTHON_EXE)" ] || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
+	test -x $(PY) || $(PYTHON_EXE) -m venv $(VENV)
 	$(PY) -m pip install -q "uv==$(UV_VERSION)"
 	$(UV) lock $(ARGS)
 
