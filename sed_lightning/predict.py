@@ -1,35 +1,104 @@
-"""Detect events in audio files: ``python -m sed_lightning.predict ckpt=PATH audio=FILE_OR_DIR out=FILE.tsv``.
+"""Detect events in audio files or whole archives.
 
-Any length, any sample rate (resampled), mono or multichannel (downmixed).
+    python -m sed_lightning.predict ckpt=PATH audio=FILE_OR_DIR out=FILE.tsv \\
+        [scores=DIR] [plot=DIR] [trainer=gpu trainer.devices=4 trainer.strategy=ddp]
+
+Any length, any sample rate (resampled), mono or multichannel (downmixed). Files are read
+by DataLoader workers and scored by ``trainer.predict`` in overlapping windows; each file's
+events are recorded as soon as it is done, so running the same command again after a stop
+skips the files already done (same name, size and modification time) and finishes the rest.
+
+Exit status: 0 when every file was scored; 3 when some could not be read (each is listed
+with its reason in ``failed.tsv`` beside ``out``; every other file still has its events);
+1 on a usage or checkpoint error.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
 
-from sed_lightning.data.tsv import write_strong_tsv
-from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
-from sed_lightning.inference import Predictor, audio_files
+from sed_lightning.inference import journal
+from sed_lightning.inference.files import AudioFileDataset, audio_files, collate_files
+from sed_lightning.inference.module import PredictionModule
+from sed_lightning.inference.predictor import Predictor
+from sed_lightning.inference.writer import ArchiveWriter, write_outputs
 
 log = logging.getLogger(__name__)
+EXIT_SOME_FAILED = 3
+
+
+def predict(cfg: DictConfig) -> int:
+    """Run the whole prediction; returns the number of files that failed."""
+    post = OmegaConf.to_container(cfg.postprocess)
+    predictor = Predictor.from_checkpoint(
+        cfg.ckpt, postprocess=post, hop=cfg.hop, pad=cfg.pad, batch_size=cfg.window_batch
+    )
+    files = audio_files(cfg.audio)
+    out = Path(cfg.out)
+    folder = journal.journal_dir(out)
+    ckpt = Path(cfg.ckpt).stat()
+    journal.prepare(
+        folder,
+        {
+            "ckpt": str(Path(cfg.ckpt).resolve()),
+            "ckpt_size": ckpt.st_size,
+            "ckpt_mtime_ns": ckpt.st_mtime_ns,
+            "threshold": predictor.postprocessor.threshold,  # resolved per class
+            "median_window": predictor.postprocessor.median_window,
+            "min_duration": predictor.postprocessor.min_duration,
+            "hop_frames": predictor.hop_frames,
+            "pad": predictor.pad,
+            "scores": cfg.scores,
+        },
+    )
+    done = journal.read(folder)
+    todo = [f for f in files if f.key not in done]
+    if len(todo) < len(files):
+        log.info("%d of %d file(s) done earlier: skipped", len(files) - len(todo), len(files))
+    log.info("predicting %d file(s) with %s", len(todo), cfg.ckpt)
+    if todo:
+        dataset = AudioFileDataset(
+            todo, predictor.sample_rate, predictor.plan, predictor.pad, cfg.preload_seconds
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=cfg.batch_size,
+            num_workers=cfg.num_workers,
+            collate_fn=collate_files,
+            shuffle=False,
+        )
+        writer = ArchiveWriter(predictor, folder, len(todo), cfg.scores, cfg.plot, cfg.plot_max)
+        trainer = instantiate(cfg.trainer, callbacks=[writer])
+        trainer.predict(PredictionModule(predictor), loader, return_predictions=False)
+        trainer.strategy.barrier()
+        if not trainer.is_global_zero:
+            return 0
+    events, failed = journal.assemble(journal.read(folder), files)
+    failed_path = write_outputs(out, events, failed)
+    log.info("%d events from %d file(s) written to %s", len(events), len(files) - len(failed), out)
+    if cfg.scores:
+        log.info("frame scores in %s", cfg.scores)
+    if cfg.plot:
+        log.info("plots in %s", cfg.plot)
+    if failed:
+        log.warning("%d file(s) could not be scored: listed in %s", len(failed), failed_path)
+    return len(failed)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
-    predictor = Predictor.from_checkpoint(cfg.ckpt, postprocess=cfg.postprocess, device=cfg.device)
-    files = audio_files(cfg.audio)
-    log.info("predicting %d file(s) with %s", len(files), cfg.ckpt)
-    scores, durations = predictor.scores_for_files(files)
-    events = predictor.events(scores, durations)
-    write_strong_tsv(events, cfg.out)
-    log.info("%d events written to %s", len(events), cfg.out)
-    if cfg.scores:
-        enc = predictor.encoder
-        write_scores(scores_to_dataframes(scores, enc.frame_hop, enc.class_names), cfg.scores)
-        log.info("frame scores written to %s", cfg.scores)
+    try:
+        n_failed = predict(cfg)
+    except (FileNotFoundError, ValueError) as err:  # bad paths or checkpoint: no traceback
+        raise SystemExit(f"predict: {err}") from None
+    if n_failed:
+        raise SystemExit(EXIT_SOME_FAILED)
 
 
 if __name__ == "__main__":
