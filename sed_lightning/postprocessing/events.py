@@ -213,7 +213,9 @@ class PostProcessor:
     ) -> pd.DataFrame:
         """Smooth, threshold (``>=``) and prune one clip; returns its event table.
 
-        ``duration`` (seconds) clips offsets: the last frame may reach past the audio.
+        ``duration`` (seconds) clips events to the audio: the last frame may reach past it,
+        and a clip shorter than the model's input has frames past its end (padding); a
+        detection there is dropped, so every event has ``0 <= onset < offset <= duration``.
         """
         smoothed = self.smooth(scores)
         end_time = np.inf if duration is None else duration
@@ -223,14 +225,10 @@ class PostProcessor:
                 # Durations are compared in frames * hop (not offset - onset) to avoid float noise.
                 if (end - start) * self.frame_hop < self.min_duration[c] - 1e-9:
                     continue
-                rows.append(
-                    (
-                        filename,
-                        round(start * self.frame_hop, TIME_DECIMALS),
-                        round(min(end * self.frame_hop, end_time), TIME_DECIMALS),
-                        c,
-                    )
-                )
+                onset = round(start * self.frame_hop, TIME_DECIMALS)
+                offset = round(min(end * self.frame_hop, end_time), TIME_DECIMALS)
+                if onset < offset:
+                    rows.append((filename, onset, offset, c))
         return _sorted_table(rows)
 
     def __call__(

@@ -151,3 +151,18 @@ def test_offsets_are_clipped_to_the_file_duration():
     table = pp({"x.wav": scores}, durations={"x.wav": 1.8})
     assert table[["onset", "offset"]].values.tolist() == [[1.0, 1.8]]
     assert pp({"x.wav": scores})["offset"].tolist() == [2.0]
+
+
+@pytest.mark.parametrize("duration", [3.7, 9.99])
+def test_no_event_starts_at_or_after_the_end_of_a_short_clip(duration):
+    """Clips shorter than the 10 s model input: frames past their end are padding."""
+    hop = 0.064
+    scores = np.zeros((156, 2))
+    scores[:, 0] = 0.9  # class a: on over the whole 10 s grid
+    tail = int(np.ceil(duration / hop)) + 1
+    scores[tail:, 1] = 0.9  # class b: only in the padded tail
+    pp = PostProcessor(["a", "b"], frame_hop=hop, median_window=0.0)
+    events = pp.decode(scores, "short.wav", duration=duration)
+    assert events["event_label"].tolist() == ["a"]
+    assert (events["onset"] < events["offset"]).all()
+    assert events["offset"].max() == pytest.approx(min(duration, 156 * hop))
