@@ -53,7 +53,6 @@ from sed_scores_eval import intersection_based
 from sed_scores_eval.base_modules.bootstrap import confidence_interval
 
 from sed_lightning.config import PostprocessConfig
-from sed_lightning.data.labels import active_runs
 from sed_lightning.data.tsv import LabelFileError, read_durations_tsv, read_strong_tsv
 from sed_lightning.evaluation.metrics import compute_all, ground_truth_events
 from sed_lightning.evaluation.scores import (
@@ -69,7 +68,7 @@ from sed_lightning.postprocessing import (
     resolve_per_class,
     window_in_frames,
 )
-from sed_lightning.postprocessing.events import TIME_DECIMALS
+from sed_lightning.postprocessing.events import event_times
 
 WINDOWS = (1, 3, 5, 7, 11, 21)  # median-filter lengths in frames
 THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
@@ -205,23 +204,17 @@ def threshold_events(
     durations: Mapping[str, float],
     min_duration: Mapping[str, float],
 ) -> EventsByClass:
-    """The events :meth:`PostProcessor.decode` finds in already smoothed scores (same rule:
-    ``score >= threshold``, runs shorter than ``min_duration`` dropped, offsets clipped to
-    the duration, times rounded), straight into :data:`EventsByClass` for the grid search
-    (no DataFrame per clip)."""
+    """The events :meth:`PostProcessor.decode` finds in already smoothed scores (the same
+    :func:`~sed_lightning.postprocessing.events.event_times` rule), straight into
+    :data:`EventsByClass` for the grid search (no DataFrame per clip)."""
     out: EventsByClass = {}
     for filename, scores in smoothed.items():
         end_time = durations.get(filename, np.inf)
         for k, cls in enumerate(classes):
-            for start, end in active_runs(scores[:, k] >= threshold):
-                if (end - start) * hop < min_duration[cls] - 1e-9:
-                    continue
-                event = {
-                    "filename": filename,
-                    "onset": round(start * hop, TIME_DECIMALS),
-                    "offset": round(min(end * hop, end_time), TIME_DECIMALS),
-                    "event_label": cls,
-                }
+            for onset, offset in event_times(
+                scores[:, k] >= threshold, hop, min_duration[cls], end_time
+            ):
+                event = {"filename": filename, "onset": onset, "offset": offset, "event_label": cls}
                 out.setdefault(cls, {}).setdefault(filename, []).append(event)
     return out
 

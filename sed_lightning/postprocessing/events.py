@@ -78,6 +78,32 @@ def resolve_per_class(name: str, value: PerClass, class_names: Sequence[str]) ->
     return {c: float(value) for c in class_names}
 
 
+def event_times(
+    active: np.ndarray, frame_hop: float, min_duration: float = 0.0, end_time: float = np.inf
+) -> list[tuple[float, float]]:
+    """``(onset, offset)`` seconds of each run of active frames: the one decoding rule that
+    :class:`PostProcessor` and the post-processing grid search share.
+
+    Runs shorter than ``min_duration`` are dropped (compared in frames x hop, free of float
+    noise); times are clipped to ``end_time`` and rounded to 1 µs; a run that starts at or
+    after ``end_time`` (the padded tail of a short clip) gives no event.
+
+    >>> event_times(np.array([0, 1, 1, 0, 1, 1, 1], bool), 0.5, end_time=3.2)
+    [(0.5, 1.5), (2.0, 3.2)]
+    >>> event_times(np.array([0, 0, 0, 1], bool), 1.0, end_time=3.0)  # past the clip's end
+    []
+    """
+    out = []
+    for start, end in active_runs(active):
+        if (end - start) * frame_hop < min_duration - 1e-9:
+            continue
+        onset = round(min(start * frame_hop, end_time), TIME_DECIMALS)
+        offset = round(min(end * frame_hop, end_time), TIME_DECIMALS)
+        if onset < offset:
+            out.append((onset, offset))
+    return out
+
+
 def window_in_frames(window: float, frame_hop: float) -> int:
     """Median-filter length in frames: ``max(1, round(window / frame_hop))``, made odd.
 
@@ -221,14 +247,11 @@ class PostProcessor:
         end_time = np.inf if duration is None else duration
         rows: list[tuple[str, float, float, str]] = []
         for k, c in enumerate(self.class_names):
-            for start, end in active_runs(smoothed[:, k] >= self.threshold[c]):
-                # Durations are compared in frames * hop (not offset - onset) to avoid float noise.
-                if (end - start) * self.frame_hop < self.min_duration[c] - 1e-9:
-                    continue
-                onset = round(start * self.frame_hop, TIME_DECIMALS)
-                offset = round(min(end * self.frame_hop, end_time), TIME_DECIMALS)
-                if onset < offset:
-                    rows.append((filename, onset, offset, c))
+            active = smoothed[:, k] >= self.threshold[c]
+            for onset, offset in event_times(
+                active, self.frame_hop, self.min_duration[c], end_time
+            ):
+                rows.append((filename, onset, offset, c))
         return _sorted_table(rows)
 
     def __call__(
@@ -262,6 +285,7 @@ def _sorted_table(rows: list[tuple[str, float, float, str]]) -> pd.DataFrame:
 
 __all__ = [
     "EVENT_COLUMNS",
+    "event_times",
     "PostProcessor",
     "empty_event_table",
     "resolve_per_class",
