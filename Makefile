@@ -14,7 +14,6 @@ PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/nu
 STAMP  := $(VENV)/.installed-$(notdir $(PYTHON))
 ARGS   ?=
 export UV_PYTHON_DOWNLOADS := never
-export UV_LINK_MODE := copy
 
 .PHONY: help install lock train test test-all lint format bench ablations clean
 

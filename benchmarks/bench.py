@@ -12,6 +12,10 @@ Sections:
   * ``loader``: share of a real training step spent waiting for the DataLoader.
   * ``infer``: real-time factor end to end from the waveform at batch 1 and 32, feature
     extraction alone, and peak memory.
+  * ``speed``: the previous CPU training settings against the current ones in the same
+    process, in alternating rounds, with their ratio (:mod:`benchmarks.speed`).
+  * ``scaling``: inference time and memory by file length, training speed by batch size,
+    synthesis and validation time by set size, with growth orders (:mod:`benchmarks.scaling`).
   * ``accuracy``: office-benchmark test metrics after a fixed wall-clock training budget,
     for each model (same seed, same data, same post-processing).
 """
@@ -336,6 +340,25 @@ def markdown(results: dict[str, Any]) -> str:
             ),
             "",
         ]
+    if "speed" in results:
+        lines += [
+            "Training speed, previous CPU settings vs now, side by side in this run "
+            "(alternating rounds; ratio = clips/s over the previous settings'):",
+            "",
+            "| model | batch | set-up | what | clips/s | ratio |",
+            "|---|---|---|---|---|---|",
+        ]
+        for model, r in results["speed"].items():
+            for name, rate in r["clips_per_s"].items():
+                lines.append(
+                    f"| {model} | {r['batch_size']} | {name} | {r['describe'][name]} | "
+                    f"{rate:.1f} | {r['ratio'][name]:.2f}x |"
+                )
+        lines.append("")
+    if "scaling" in results:
+        from benchmarks.scaling import markdown as scaling_markdown
+
+        lines += scaling_markdown(results["scaling"])
     if "accuracy" in results:
         lines += [
             "Office benchmark (`+experiment=dcase2016_office`) under a fixed training budget:",
@@ -380,6 +403,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if "loader" in args.sections:
         results["loader"] = [loader_wait(device, w) for w in args.workers]
         log.info("loader: %s", results["loader"])
+    if "speed" in args.sections:
+        from benchmarks.speed import side_by_side, speed_setups
+
+        results["speed"] = {}
+        for model in args.speed_models:
+            setups = speed_setups()
+            r = side_by_side(model, setups, batch_size=args.batch_size, steps=args.speed_steps)
+            r["describe"] = {s.name: s.describe for s in setups}
+            results["speed"][model] = r
+            log.info("speed %s: %s", model, json.dumps(r))
+    if "scaling" in args.sections:
+        from benchmarks import scaling
+
+        results["scaling"] = {
+            "inference": scaling.inference_by_length(args.scaling_lengths),
+            "training": scaling.training_by_batch(),
+            "data": scaling.data_by_clips(),
+        }
+        log.info("scaling: %s", json.dumps(results["scaling"]))
     if "accuracy" in args.sections:
         results["accuracy"] = [
             accuracy_under_budget(m, args.budget_min, seed, trainer=args.trainer)
@@ -400,9 +442,20 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--name", default="cpu")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument(
-        "--sections", nargs="+", default=["peak", "cost", "train", "infer", "loader", "accuracy"]
+        "--sections",
+        nargs="+",
+        default=["peak", "cost", "train", "infer", "loader", "speed", "scaling", "accuracy"],
     )
     p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--speed-models", nargs="+", default=["conformer", "conformer_dcase2020"])
+    p.add_argument("--speed-steps", type=int, default=4)
+    p.add_argument(
+        "--scaling-lengths",
+        nargs="+",
+        type=float,
+        default=[10, 60, 600, 3600],
+        help="file lengths (s) for the inference scaling rows",
+    )
     p.add_argument("--accuracy-models", nargs="+", default=["conformer", "crnn"])
     p.add_argument("--seeds", nargs="+", type=int, default=[1])
     p.add_argument("--budget-min", type=float, default=8.0)

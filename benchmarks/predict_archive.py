@@ -59,14 +59,16 @@ def make_archive(folder: Path, clips: int, long_minutes: float, seed: int = 0) -
 
 
 def tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and all its descendants (MiB), from /proc."""
+    """Memory of ``pid`` and all its descendants (MiB), from /proc: the sum of their
+    proportional set sizes (PSS), so pages a DataLoader worker shares with its parent
+    after fork are counted once (plain RSS would count them in both)."""
     total, stack = 0, [pid]
     while stack:
         p = stack.pop()
         try:
-            status = Path(f"/proc/{p}/status").read_text()
+            rollup = Path(f"/proc/{p}/smaps_rollup").read_text()
             total += int(
-                next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
+                next(line.split()[1] for line in rollup.splitlines() if line.startswith("Pss:"))
             )
             for task in Path(f"/proc/{p}/task").iterdir():
                 stack.extend(int(c) for c in (task / "children").read_text().split())
@@ -176,7 +178,7 @@ def main(argv: list[str] | None = None) -> dict:
         "",
         f"Machine: {results['machine']}. Archive: {args.clips} ten-second clips in 4 subfolders, "
         f"one {args.long_minutes:g}-minute file, 2 corrupt files ({audio_seconds / 3600:.2f} h of audio). "
-        "Wall time includes start-up and loading the checkpoint; peak memory is the whole process tree.",
+        "Wall time includes start-up and loading the checkpoint; peak memory is the whole process tree (sum of PSS, workers included).",
         "",
         "| predict | wall (s) | files/s | real-time factor | peak memory (MiB) | exit | failed files |",
         "|---|---|---|---|---|---|---|",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -98,5 +98,25 @@ class TrainConfig:
     study: Any = None  # ablation study metadata (experiments/<study>, report)
 
 
+def cpu_precision() -> str:
+    """``bf16-mixed`` where the CPU runs bf16 natively (AVX512-BF16 or AMX: oneDNN's bf16
+    kernels), else ``32-true`` (bf16 would be emulated, slower than fp32). The CPU
+    trainer preset's default: ``precision: ${cpu_precision:}``."""
+    import torch
+
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16-mixed" if native else "32-true"
+
+
+def register_resolvers() -> None:
+    """OmegaConf resolvers the configs use (idempotent)."""
+    if not OmegaConf.has_resolver("cpu_precision"):
+        OmegaConf.register_new_resolver("cpu_precision", cpu_precision)
+
+
 def register_configs() -> None:
+    register_resolvers()
     ConfigStore.instance().store(name="train_schema", node=TrainConfig)

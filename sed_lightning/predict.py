@@ -23,6 +23,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from sed_lightning.config import register_resolvers
 from sed_lightning.inference import journal
 from sed_lightning.inference.files import AudioFileDataset, audio_files, collate_files
 from sed_lightning.inference.module import PredictionModule
@@ -31,6 +32,7 @@ from sed_lightning.inference.writer import ArchiveWriter, write_outputs
 
 log = logging.getLogger(__name__)
 EXIT_SOME_FAILED = 3
+register_resolvers()  # the trainer presets use ${cpu_precision:}
 
 
 def predict(cfg: DictConfig) -> int:

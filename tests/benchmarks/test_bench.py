@@ -59,3 +59,44 @@ def test_report_files_are_written(tmp_path, monkeypatch):
     saved = json.loads((tmp_path / "tiny.json").read_text())
     assert saved["models"]["crnn"]["cost"] == results["models"]["crnn"]["cost"]
     assert "| crnn |" in (tmp_path / "tiny.md").read_text()
+
+
+def test_speed_and_scaling_sections_on_a_tiny_setting(tmp_path, monkeypatch):
+    from benchmarks import scaling, speed
+
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    setups = speed.speed_setups()
+    assert [s.name for s in setups][0] == "previous" and setups[-1].name == "now"
+    monkeypatch.setattr(speed, "speed_setups", lambda: [setups[0], setups[-1]])
+    by_batch, by_clips = scaling.training_by_batch, scaling.data_by_clips
+    monkeypatch.setattr(scaling, "training_by_batch", lambda: by_batch((1, 2), steps=1))
+    monkeypatch.setattr(
+        scaling, "data_by_clips", lambda: by_clips((4, 8), extrapolate=(16,), bank_per_class=7)
+    )
+    args = bench.parse(
+        [
+            "--name",
+            "tiny",
+            "--sections",
+            "speed",
+            "scaling",
+            "--speed-models",
+            "conformer",
+            "--batch-size",
+            "2",
+            "--speed-steps",
+            "1",
+            "--scaling-lengths",
+            "2",
+            "20",
+        ]
+    )
+    results = bench.run(args)
+    speed_row = results["speed"]["conformer"]
+    assert speed_row["ratio"]["previous"] == 1.0 and speed_row["clips_per_s"]["now"] > 0
+    inf = results["scaling"]["inference"]["rows"]
+    assert [r["seconds"] for r in inf] == [2, 20] and all(r["peak_rss_mb"] > 0 for r in inf)
+    data = results["scaling"]["data"]["rows"]
+    assert [r["measured"] for r in data] == [True, True, False]
+    table = (tmp_path / "tiny.md").read_text()
+    assert "| conformer | 2 | now |" in table and "extrapolated" in table

@@ -79,12 +79,15 @@ def test_run_saves_validation_scores_of_the_tested_checkpoint(wandb_run, data_di
     assert metrics["versions/sed_scores_eval"] and metrics["versions/torch"]
     (best,) = (wandb_run / "checkpoints").glob("best-*.ckpt")  # what trainer.test loads
     predictor = Predictor.from_checkpoint(best)
+    run_precision = torch.load(best, weights_only=True)["sed_config"]["trainer"]["precision"]
     audio_dir = data_dir / "default" / "validation" / "audio"  # the run's validation set
     for clip, df in saved.items():
         audio = load_audio(audio_dir / f"{clip}.wav", sample_rate=predictor.sample_rate)
         audio = fix_length(audio, int(round(3.0 * predictor.sample_rate)))
-        with torch.no_grad():
-            strong = predictor.module(torch.from_numpy(audio).float()[None]).strong[0].T.numpy()
+        bf16 = run_precision == "bf16-mixed"  # as the run's trainer computed them
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            strong = predictor.module(torch.from_numpy(audio).float()[None]).strong[0]
+        strong = strong.float().T.numpy()
         np.testing.assert_allclose(df[predictor.encoder.class_names].to_numpy(), strong, atol=1e-5)
 
 
