@@ -104,9 +104,13 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- sections
 def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> dict[str, float]:
-    """fp32 (and bf16 on GPU) matmul GFLOP/s: the machine's practical peak."""
+    """fp32 (and bf16 on GPU, or on a CPU with native bf16) matmul GFLOP/s: the machine's
+    practical peak."""
+    from sed_lightning.config import cpu_precision
+
     out = {}
-    dtypes = [torch.float32] + ([torch.bfloat16] if device.type == "cuda" else [])
+    bf16 = device.type == "cuda" or cpu_precision() == "bf16-mixed"
+    dtypes = [torch.float32] + ([torch.bfloat16] if bf16 else [])
     for dtype in dtypes:
         size = n if device.type == "cpu" else 8192
         a = torch.randn(size, size, device=device, dtype=dtype)
@@ -345,14 +349,21 @@ def markdown(results: dict[str, Any]) -> str:
             "Training speed, previous CPU settings vs now, side by side in this run "
             "(alternating rounds; ratio = clips/s over the previous settings'):",
             "",
-            "| model | batch | set-up | what | clips/s | ratio |",
-            "|---|---|---|---|---|---|",
+            "| model | batch | set-up | what | clips/s | ratio | share of fp32 / bf16 peak |",
+            "|---|---|---|---|---|---|---|",
         ]
+        peak_bf16 = peak.get("matmul_bfloat16_gflops")
         for model, r in results["speed"].items():
+            gflop = results.get("models", {}).get(model, {}).get("cost", {}).get("gflop_per_clip")
             for name, rate in r["clips_per_s"].items():
+                # training ~ 3x the forward FLOPs (forward + backward)
+                used = 3 * gflop * rate if gflop else None
+                share = " / ".join(
+                    f"{used / p:.0%}" if used and p else "-" for p in (peak_fp32, peak_bf16)
+                )
                 lines.append(
                     f"| {model} | {r['batch_size']} | {name} | {r['describe'][name]} | "
-                    f"{rate:.1f} | {r['ratio'][name]:.2f}x |"
+                    f"{rate:.1f} | {r['ratio'][name]:.2f}x | {share} |"
                 )
         lines.append("")
     if "scaling" in results:

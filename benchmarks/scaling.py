@@ -20,30 +20,26 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Scores one generated file of N seconds with the default model (random weights: speed
-# only) through the streaming predictor, in a fresh process, and prints the figures.
+# Scores one file of N seconds with the default model (random weights: speed only) through
+# the streaming predictor, in a fresh process, and prints the figures.
 _INFER_SCRIPT = r"""
-import json, resource, sys, time
-import numpy as np, soundfile as sf, torch
+import json, sys, time
+import torch
 from benchmarks.bench import compose_config
 from sed_lightning.training.build import build_module, label_encoder
 from sed_lightning.inference.predictor import Predictor
 seconds, path, model = float(sys.argv[1]), sys.argv[2], sys.argv[3]
 cfg = compose_config([f"model={model}", "paths.root_dir=.", "paths.output_dir=/tmp", "paths.data_dir=/tmp"])
 module = build_module(cfg)
-predictor = Predictor(module, label_encoder(cfg, module), 16000, {"median_window": 0.45}, batch_size=16)
-rng = np.random.default_rng(0)
-with sf.SoundFile(path, "w", 16000, 1, "PCM_16") as f:
-    left = int(seconds * 16000)
-    while left > 0:
-        n = min(left, 600 * 16000)
-        f.write((0.1 * rng.standard_normal(n)).astype(np.float32))
-        left -= n
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+predictor = Predictor(module, label_encoder(cfg, module), 16000, {"median_window": 0.45}, batch_size=8)
+def hwm():  # this process's peak resident memory (MiB); ru_maxrss would carry the parent's over exec
+    status = open("/proc/self/status").read().splitlines()
+    return int(next(l.split()[1] for l in status if l.startswith("VmHWM"))) / 1024
+before = hwm()
 start = time.perf_counter()
 scores, duration = predictor.file_scores(path)
 wall = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+peak = hwm()
 print(json.dumps({"seconds": seconds, "wall_s": wall, "peak_rss_mb": peak,
                   "rss_before_mb": before, "frames": len(scores)}))
 """
@@ -73,9 +69,19 @@ def inference_by_length(
     lengths: Sequence[float] = (10, 60, 600, 3600), model: str = "conformer"
 ) -> dict[str, Any]:
     """Wall time and peak memory of scoring one file of each length (seconds)."""
+    import numpy as np
+    import soundfile as sf
+
     rows = []
+    rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         for seconds in lengths:
+            with sf.SoundFile(f"{tmp}/x.wav", "w", 16000, 1, "PCM_16") as f:  # noise, 10 min a time
+                left = int(seconds * 16000)
+                while left > 0:
+                    n = min(left, 600 * 16000)
+                    f.write((0.1 * rng.standard_normal(n)).astype(np.float32))
+                    left -= n
             proc = subprocess.run(
                 [sys.executable, "-c", _INFER_SCRIPT, str(seconds), f"{tmp}/x.wav", model],
                 cwd=ROOT,
@@ -157,7 +163,7 @@ def markdown(scaling: dict[str, Any]) -> list[str]:
     if "inference" in scaling:
         inf = scaling["inference"]
         lines += [
-            f"Inference, one file, `model={inf['model']}` (streamed, window batch 16): "
+            f"Inference, one file, `model={inf['model']}` (streamed, window batch 8, windows overlapping by half): "
             f"{order_name(inf['growth'])} in the file length.",
             "",
             "| file | wall (s) | real-time factor | peak memory (MiB) | before scoring (MiB) |",
