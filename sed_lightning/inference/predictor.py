@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 from omegaconf import OmegaConf
 
+from sed_lightning.data.audio import resampled_length
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.inference.windows import (
     PAD_MODES,
@@ -122,18 +123,18 @@ class Predictor:
         plan = self.plan(n_samples)
         merged = OverlapAdd(plan.n_frames, self.encoder.n_classes)
         pending: list[tuple[int, np.ndarray]] = []
+
+        def flush() -> None:
+            scores = self.run_windows([w for _, w in pending])
+            for (start, _), window_scores in zip(pending, scores, strict=True):
+                merged.add(start, window_scores)
+            pending.clear()
+
         for item in iter_windows(reader, plan, self.pad):
             pending.append(item)
             if len(pending) == self.batch_size:
-                for (start, _), scores in zip(
-                    pending, self.run_windows([w for _, w in pending]), strict=True
-                ):
-                    merged.add(start, scores)
-                pending = []
-        for (start, _), scores in zip(
-            pending, self.run_windows([w for _, w in pending]), strict=True
-        ):
-            merged.add(start, scores)
+                flush()
+        flush()
         return merged.result()
 
     def frame_scores(self, audio: np.ndarray) -> np.ndarray:
@@ -144,7 +145,7 @@ class Predictor:
         """Frame scores and duration (seconds) of an audio file, streamed from disk."""
         reader = AudioReader(path, self.sample_rate)
         try:
-            n_samples = int(round(reader.file.frames * self.sample_rate / reader.file_rate))
+            n_samples = resampled_length(reader.file.frames, reader.file_rate, self.sample_rate)
             scores = self.scores_from_reader(reader, n_samples)
         finally:
             reader.close()
