@@ -7,10 +7,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.datasets import SetSource
+from sed_lightning.data.labels import LabelEncoder
+from sed_lightning.data.online import OnlineSoundscapes
 from sed_lightning.data.procedural import build_event_bank
 from sed_lightning.data.sources import EventBank
-from sed_lightning.data.synthesis import SetSpec, SoundscapeConfig, synthesize_dataset
+from sed_lightning.data.synthesis import (
+    PROCEDURAL_BACKGROUNDS,
+    ClipMaker,
+    SetSpec,
+    SoundscapeConfig,
+    synthesize_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +39,12 @@ class SoundscapeBuilder:
         bank_dir: where the procedural bank goes.
         bank_per_class: procedural sources per class.
         bank_seed: seed of the procedural bank.
+        backgrounds_dir: folder of recorded backgrounds with a per-file split in its
+            ``metadata.csv`` (:class:`~sed_lightning.data.backgrounds.BackgroundBank`);
+            ``soundscape.recorded_share`` of the clips use it. ``None``: generated only.
+        online: render the sets fed by ``train`` sources anew every epoch
+            (:class:`~sed_lightning.data.online.OnlineSoundscapes`) instead of writing
+            them once; validation and test sets stay fixed files.
     """
 
     def __init__(
@@ -42,7 +57,21 @@ class SoundscapeBuilder:
         bank_dir: str | None = None,
         bank_per_class: int = 40,
         bank_seed: int = 0,
+        backgrounds_dir: str | None = None,
+        online: bool = False,
     ) -> None:
+        self.settings = {
+            "out_dir": str(out_dir),
+            "class_names": list(class_names),
+            "sets": _plain_tree(sets),
+            "soundscape": _plain_tree(soundscape),
+            "events_dir": events_dir,
+            "bank_dir": bank_dir,
+            "bank_per_class": bank_per_class,
+            "bank_seed": bank_seed,
+            "backgrounds_dir": backgrounds_dir,
+            "online": bool(online),
+        }  # JSON-safe: how to build this builder again (see sed_lightning.data.online)
         self.out_dir = Path(out_dir)
         self.class_names = list(class_names)
         self.specs = [SetSpec(name=name, **dict(spec)) for name, spec in sets.items()]
@@ -51,8 +80,55 @@ class SoundscapeBuilder:
         self.bank_dir = bank_dir
         self.bank_per_class = bank_per_class
         self.bank_seed = bank_seed
+        self.backgrounds_dir = backgrounds_dir
+        self.online = bool(online)
+        shares = [spec.config(self.soundscape).recorded_share for spec in self.specs]
+        if max(shares, default=self.soundscape.recorded_share) > 0 and backgrounds_dir is None:
+            raise ValueError("soundscape.recorded_share > 0 needs synthesis.backgrounds_dir")
+        self._bank: EventBank | None = None
+
+    def spec(self, name: str) -> SetSpec:
+        for spec in self.specs:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"no synthesized set {name!r}; sets: {[s.name for s in self.specs]}")
+
+    def is_online(self, name: str) -> bool:
+        """Whether set ``name`` is rendered on the fly (online and fed by train sources)."""
+        return self.online and self.spec(name).splits == ["train"]
+
+    def backgrounds(self) -> BackgroundBank | None:
+        if self.backgrounds_dir is None:
+            return None
+        return BackgroundBank(self.backgrounds_dir, sample_rate=self.soundscape.sample_rate)
+
+    def maker(self, name: str) -> ClipMaker:
+        """The clip maker of set ``name`` (its sources and background split only)."""
+        spec, bank = self.spec(name), self.bank()
+        cfg = spec.config(self.soundscape)
+        return ClipMaker(
+            bank.sources(spec.splits),
+            bank,
+            cfg,
+            PROCEDURAL_BACKGROUNDS[cfg.procedural_background],
+            self.backgrounds(),
+            spec.splits,
+        )
+
+    def online_dataset(
+        self, name: str, encoder: LabelEncoder, recipe_dir: str | None = None
+    ) -> OnlineSoundscapes:
+        spec = self.spec(name)
+        return OnlineSoundscapes(
+            self.maker(name), spec.kind, spec.n_clips, spec.seed, encoder, name, recipe_dir
+        )
 
     def bank(self) -> EventBank:
+        if self._bank is None:
+            self._bank = self._make_bank()
+        return self._bank
+
+    def _make_bank(self) -> EventBank:
         if self.events_dir is None:
             if self.bank_dir is None:
                 raise ValueError("SoundscapeBuilder needs events_dir or bank_dir")
@@ -76,8 +152,15 @@ class SoundscapeBuilder:
         return bank
 
     def build(self) -> dict[str, SetSource]:
-        """Synthesize every set (reusing cached ones) and return where they are."""
-        synthesize_dataset(self.out_dir, self.bank(), self.specs, self.soundscape)
+        """Synthesize every fixed set (reusing cached ones) and return where they are;
+        online sets are only checked (their sources exist)."""
+        for spec in self.specs:
+            if self.is_online(spec.name) and not self.bank().sources(spec.splits):
+                raise ValueError(f"set {spec.name!r}: no sources in split(s) {spec.splits}")
+        fixed = [s for s in self.specs if not self.is_online(s.name)]
+        synthesize_dataset(
+            self.out_dir, self.bank(), fixed, self.soundscape, backgrounds=self.backgrounds()
+        )
         log.info("soundscape sets in %s", self.out_dir)
         return self.sources()
 
@@ -85,6 +168,8 @@ class SoundscapeBuilder:
         """Where each set is (whether or not it has been built yet)."""
         out = {}
         for spec in self.specs:
+            if self.is_online(spec.name):
+                continue
             folder = self.out_dir / spec.name
             label_file = LABEL_FILE[spec.kind]
             out[spec.name] = SetSource(
@@ -94,6 +179,15 @@ class SoundscapeBuilder:
                 durations=str(folder / "durations.tsv"),
             )
         return out
+
+
+def _plain_tree(value: Any) -> Any:
+    """A (Hydra) mapping/list tree as plain dicts and lists (JSON-safe)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain_tree(v) for v in value]
+    return value
 
 
 def _plain(value: Any) -> Any:

@@ -16,6 +16,7 @@ from sed_lightning.data.batch import SEDBatch
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.datasets import SEDDataset, SetSource, kind_groups
 from sed_lightning.data.labels import LabelEncoder
+from sed_lightning.data.online import BUILDER_FILE
 from sed_lightning.data.sampler import (
     EvalShardSampler,
     MixedKindBatchSampler,
@@ -106,7 +107,7 @@ class SEDDataModule(L.LightningDataModule):
         self.sources: dict[str, SetSource] = synthesis.sources() if synthesis else {}
         self.sources.update({k: SetSource(**dict(v)) for k, v in (sets or {}).items()})
         needed = [*self.train_sets, val_set, test_set]
-        unknown = [name for name in needed if name not in self.sources]
+        unknown = [n for n in needed if n not in self.sources and not self._online(n)]
         if unknown:
             raise ValueError(
                 f"data sets {unknown} are not defined; defined: {sorted(self.sources)}"
@@ -124,6 +125,15 @@ class SEDDataModule(L.LightningDataModule):
         self.skipped: list[dict] = []
         self.datasets: dict[str, SEDDataset] = {}
 
+    def _online(self, name: str) -> bool:
+        """Whether set ``name`` is rendered on the fly by the synthesis builder."""
+        return (
+            self.synthesis is not None
+            and name not in self.sources
+            and name in {s.name for s in self.synthesis.specs}
+            and self.synthesis.is_online(name)
+        )
+
     def prepare_data(self) -> None:
         if self.synthesis is not None:
             self.synthesis.build()
@@ -136,7 +146,7 @@ class SEDDataModule(L.LightningDataModule):
         DataValidationError
             Every problem of these sets (``raise``), or those ``skip`` cannot skip.
         """
-        todo = [n for n in dict.fromkeys(names) if n not in self.reports]
+        todo = [n for n in dict.fromkeys(names) if n not in self.reports and not self._online(n)]
         if not todo:
             return
         reports = {
@@ -165,6 +175,17 @@ class SEDDataModule(L.LightningDataModule):
 
     def dataset(self, name: str) -> SEDDataset:
         """The dataset called ``name`` (validated and built on first use)."""
+        if name not in self.datasets and self._online(name):
+            recipe_dir = None
+            if self.output_dir is not None:
+                recipe_dir = Path(self.output_dir) / "recipes"
+                if rank_zero_only.rank == 0:
+                    recipe_dir.mkdir(parents=True, exist_ok=True)
+                    (recipe_dir / BUILDER_FILE).write_text(
+                        json.dumps(self.synthesis.settings, indent=2) + "\n"
+                    )
+            self.datasets[name] = self.synthesis.online_dataset(name, self.encoder, recipe_dir)
+            log.info("%s: %d clips rendered anew every epoch", name, len(self.datasets[name]))
         if name not in self.datasets:
             self.validate([name])
             self.datasets[name] = SEDDataset(
@@ -219,6 +240,8 @@ class SEDDataModule(L.LightningDataModule):
         sampler = MixedKindBatchSampler(
             kind_groups(parts), self.batch_sizes, seed=self.seed, n_batches=self.n_batches
         )
+        # online soundscapes render the epoch the sampler is on
+        sampler.epoch_listeners = [p.set_epoch for p in parts if hasattr(p, "set_epoch")]
         # ResumableDataLoader: Lightning saves/restores its position (mid-epoch resume)
         return self._loader(
             ConcatDataset(parts), loader_cls=ResumableDataLoader, batch_sampler=sampler

@@ -4,7 +4,7 @@ evaluation sampler for DDP."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,8 @@ class MixedKindBatchSampler(Sampler[list[int]]):
         self.groups = {k: np.asarray(groups[k]) for k in self.batch_sizes}
         self.seed = seed
         self.epoch = 0
+        # called with the epoch when its iteration starts (online soundscapes' set_epoch)
+        self.epoch_listeners: list[Callable[[int], None]] = []
         # batches of `epoch` to skip at the next iteration (set by load_state_dict)
         self.start_batch = 0
         self.n_batches = n_batches or max(
@@ -112,6 +114,8 @@ class MixedKindBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         start, self.start_batch = self.start_batch, 0
+        for listener in self.epoch_listeners:
+            listener(self.epoch)
         rng = np.random.default_rng([self.seed, self.epoch])
         streams = {
             k: self._stream(k, np.random.default_rng(rng.integers(2**63))) for k in self.groups

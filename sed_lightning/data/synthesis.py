@@ -15,6 +15,7 @@ Layout of one synthesised set (``out_root/<name>/``)::
     strong.tsv, weak.tsv       kind "strong": both (weak derived from strong)
     weak.tsv                   kind "weak": labels without times
                                kind "unlabeled": no label file
+    recipes.jsonl              every random choice of each clip (re-renders it bit for bit)
     manifest.json              spec, config, bank, classes, hash; written last
 
 TSV filenames are relative to ``audio/``.
@@ -29,7 +30,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -39,8 +40,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from sed_lightning.data.audio import save_audio
+from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.batch import KINDS
-from sed_lightning.data.procedural import BACKGROUND_RMS, FADE_SECONDS, generate_background
+from sed_lightning.data.procedural import (
+    BACKGROUND_RMS,
+    FADE_SECONDS,
+    generate_ambience,
+    generate_background,
+)
 from sed_lightning.data.sources import SPLITS, EventBank, EventSource
 from sed_lightning.data.tsv import (
     STRONG_COLUMNS,
@@ -49,9 +56,13 @@ from sed_lightning.data.tsv import (
     write_strong_tsv,
     write_weak_tsv,
 )
+from sed_lightning.data.variation import EventVariation, apply_variation
 
 __all__ = [
     "KINDS",
+    "PROCEDURAL_BACKGROUNDS",
+    "ClipMaker",
+    "clip_streams",
     "TRUTH_COLUMNS",
     "SetSpec",
     "SoundscapeConfig",
@@ -68,7 +79,7 @@ TRUTH_COLUMNS = (*STRONG_COLUMNS, "source", "source_onset", "source_offset", "eb
 LABEL_FILES = {"strong": ("strong.tsv", "weak.tsv"), "weak": ("weak.tsv",), "unlabeled": ()}
 PEAK_LIMIT = 0.99
 #: Bump when the synthesis changes, so cached sets are regenerated.
-SYNTHESIS_VERSION = 2
+SYNTHESIS_VERSION = 3
 _MAX_TRIES = 20  # candidate draws per event before giving up on a non-overlapping slot
 # Events of the same class never overlap nor touch, even with allow_overlap: two overlapping
 # "speech" labels are one ambiguous event (sed_eval and sed_scores_eval reject them). They
@@ -76,6 +87,11 @@ _MAX_TRIES = 20  # candidate draws per event before giving up on a non-overlappi
 SAME_CLASS_GAP = 0.2
 
 BackgroundFn = Callable[[float, np.random.Generator, int], np.ndarray]
+#: ``SoundscapeConfig.procedural_background`` -> generator.
+PROCEDURAL_BACKGROUNDS: dict[str, BackgroundFn] = {
+    "coloured": generate_background,
+    "ambience": generate_ambience,
+}
 
 
 @dataclass
@@ -98,6 +114,19 @@ class SoundscapeConfig:
     max_event_duration
         Seconds; sources longer than this (or than the clip) are cut into equal pieces
         that fit, each piece being a candidate event. ``None``: the clip length.
+    ebr_levels
+        If given, each clip draws one of these EBRs (dB) for all its events instead of
+        ``ebr_db`` per event: DCASE 2016 Task 2 mixed at -6, 0 and +6 dB.
+    procedural_background
+        Generated background: ``coloured`` (coloured noise with a slow wander) or
+        ``ambience`` (plus hum, ventilation, distant babble, level drift); see
+        :data:`PROCEDURAL_BACKGROUNDS`.
+    recorded_share
+        Share of clips (0..1) over a piece of a recorded background of the set's split
+        instead of a generated one (needs recorded backgrounds).
+    variation
+        Per-event gain, pitch shift, time stretch, EQ and reverb
+        (:class:`~.variation.EventVariation`; a dict of its fields is accepted).
     """
 
     clip_duration: float = 10.0
@@ -107,6 +136,10 @@ class SoundscapeConfig:
     ebr_db: tuple[float, float] = (6.0, 15.0)
     allow_overlap: bool = True
     max_event_duration: float | None = None
+    ebr_levels: tuple[float, ...] | None = None
+    procedural_background: str = "coloured"
+    recorded_share: float = 0.0
+    variation: EventVariation = dataclasses.field(default_factory=EventVariation)
 
     def __post_init__(self) -> None:
         # Normalise types (e.g. Hydra lists, ints for floats) so manifests hash stably.
@@ -124,6 +157,20 @@ class SoundscapeConfig:
             raise ValueError(f"ebr_db must be (low, high), got {self.ebr_db}")
         if self.max_event_duration is not None and self.max_event_duration <= 0:
             raise ValueError(f"max_event_duration must be positive, got {self.max_event_duration}")
+        if self.ebr_levels is not None:
+            self.ebr_levels = tuple(float(v) for v in self.ebr_levels)
+            if not self.ebr_levels:
+                raise ValueError("ebr_levels must list at least one level (or be null)")
+        if self.procedural_background not in PROCEDURAL_BACKGROUNDS:
+            raise ValueError(
+                f"procedural_background {self.procedural_background!r} not in"
+                f" {list(PROCEDURAL_BACKGROUNDS)}"
+            )
+        self.recorded_share = float(self.recorded_share)
+        if not 0.0 <= self.recorded_share <= 1.0:
+            raise ValueError(f"recorded_share must be in [0, 1], got {self.recorded_share}")
+        if isinstance(self.variation, Mapping):
+            self.variation = EventVariation(**dict(self.variation))
 
     @property
     def n_samples(self) -> int:
@@ -155,6 +202,9 @@ class SetSpec:
         Number of clips.
     seed
         Clip ``k`` depends only on ``(seed, k)``, the sources and the config.
+    soundscape
+        :class:`SoundscapeConfig` fields this set changes (e.g. test sets at fixed
+        ``ebr_levels`` while training draws a range); ``None``: the shared config.
     """
 
     name: str
@@ -162,6 +212,7 @@ class SetSpec:
     source_split: str | list[str]
     n_clips: int
     seed: int
+    soundscape: dict | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -177,12 +228,35 @@ class SetSpec:
             raise ValueError(f"set {self.name!r}: test sources cannot be mixed with {splits}")
         if self.n_clips < 0:
             raise ValueError(f"set {self.name!r}: n_clips must be >= 0")
+        if self.soundscape is not None:
+            self.soundscape = _plain_tree(self.soundscape)
+            unknown = set(self.soundscape) - {f.name for f in dataclasses.fields(SoundscapeConfig)}
+            if unknown:
+                raise ValueError(f"set {self.name!r}: unknown soundscape key(s) {sorted(unknown)}")
+
+    def config(self, base: SoundscapeConfig) -> SoundscapeConfig:
+        """``base`` with this set's soundscape changes (a variation dict is merged)."""
+        if not self.soundscape:
+            return base
+        changes = dict(self.soundscape)
+        if "variation" in changes:
+            changes["variation"] = {**dataclasses.asdict(base.variation), **changes["variation"]}
+        return dataclasses.replace(base, **changes)
 
     @property
     def splits(self) -> list[str]:
         """``source_split`` as a list of unique split names, in train/validation/test order."""
         splits = [self.source_split] if isinstance(self.source_split, str) else self.source_split
         return sorted(set(splits), key=SPLITS.index)
+
+
+def _plain_tree(value):
+    """Mappings/sequences (e.g. from Hydra) as plain dicts/lists (JSON-safe)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain_tree(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return [_plain_tree(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True)
@@ -276,29 +350,40 @@ def _draw_start(free: list[tuple[int, int]], rng: np.random.Generator) -> int:
     return free[which][0] + r - int(sizes[:which].sum())
 
 
+@dataclass
+class _Planned:
+    """An event chosen for a clip: candidate ``piece`` (varied) starting at ``start``."""
+
+    piece: int
+    start: int
+    audio: np.ndarray  # the piece after its variation
+    variation: dict
+
+
 def _occupied(
-    plan: list[tuple[int, int]], pieces: list[_Piece], label: str, cfg: SoundscapeConfig
+    plan: list[_Planned], pieces: list[_Piece], label: str, cfg: SoundscapeConfig
 ) -> list[tuple[int, int]]:
     """Sample spans a new ``label`` event may not overlap: same-class events (with the
     gap) always, every event when ``allow_overlap`` is false."""
     gap = int(round(SAME_CLASS_GAP * cfg.sample_rate))
     spans = []
-    for i, start in plan:
-        stop = start + len(pieces[i].audio)
-        if pieces[i].label == label:
-            spans.append((max(0, start - gap), stop + gap))
+    for p in plan:
+        stop = p.start + len(p.audio)
+        if pieces[p.piece].label == label:
+            spans.append((max(0, p.start - gap), stop + gap))
         elif not cfg.allow_overlap:
-            spans.append((start, stop))
+            spans.append((p.start, stop))
     return spans
 
 
 def _random_plan(
     pieces: list[_Piece], cfg: SoundscapeConfig, rng: np.random.Generator
-) -> list[tuple[int, int]]:
-    """Draw ``(piece index, start sample)`` pairs: class first (uniform), then a piece.
+) -> list[_Planned]:
+    """Draw events: class first (uniform), then a piece, its variation, a start.
 
     Without overlap, a candidate that cannot fit anywhere is redrawn (up to
-    ``_MAX_TRIES`` times) and the event is dropped if none fits.
+    ``_MAX_TRIES`` times) and the event is dropped if none fits. With variation off
+    no extra randomness is drawn, so clips equal those of earlier versions.
     """
     n = cfg.n_samples
     n_events = int(rng.integers(cfg.min_events, cfg.max_events + 1))
@@ -308,27 +393,35 @@ def _random_plan(
         return []
     labels = sorted({p.label for p in pieces})
     by_label = {lab: [i for i, p in enumerate(pieces) if p.label == lab] for lab in labels}
-    plan: list[tuple[int, int]] = []
+    plan: list[_Planned] = []
     for _ in range(n_events):
         for _try in range(_MAX_TRIES):
             options = by_label[labels[int(rng.integers(len(labels)))]]
             index = options[int(rng.integers(len(options)))]
-            length = len(pieces[index].audio)
-            free = _free_starts(_occupied(plan, pieces, pieces[index].label, cfg), length, n)
+            variation = cfg.variation.draw(rng)
+            audio = _varied(pieces[index].audio, variation, cfg)
+            free = _free_starts(_occupied(plan, pieces, pieces[index].label, cfg), len(audio), n)
             if free:
-                plan.append((index, _draw_start(free, rng)))
+                plan.append(_Planned(index, _draw_start(free, rng), audio, variation))
                 break
         else:
             log.debug("no room for another non-overlapping event; clip keeps %d", len(plan))
     return plan
 
 
+def _varied(audio: np.ndarray, variation: dict, cfg: SoundscapeConfig) -> np.ndarray:
+    """The piece after its variation, cut to the clip length."""
+    if not variation:
+        return audio
+    return apply_variation(audio, variation, cfg.sample_rate)[: cfg.n_samples]
+
+
 def _given_plan(
     pieces: list[_Piece], placements: Sequence[tuple[int, float]], cfg: SoundscapeConfig
-) -> list[tuple[int, int]]:
-    """Validate explicit ``(piece index, onset seconds)`` placements; return samples."""
+) -> list[_Planned]:
+    """Validate explicit ``(piece index, onset seconds)`` placements (no variation)."""
     n = cfg.n_samples
-    plan: list[tuple[int, int]] = []
+    plan: list[_Planned] = []
     for index, onset in placements:
         if not 0 <= index < len(pieces):
             raise ValueError(f"placement index {index} out of range ({len(pieces)} candidates)")
@@ -343,7 +436,7 @@ def _given_plan(
                 f"placement ({index}, {onset}) overlaps another event"
                 f" (same-class events stay {SAME_CLASS_GAP} s apart)"
             )
-        plan.append((index, start))
+        plan.append(_Planned(index, start, pieces[index].audio, {}))
     return plan
 
 
@@ -354,6 +447,78 @@ def _rms(x: np.ndarray) -> float:
 # ------------------------------------------------------------------------- mixing
 
 
+def _draw_events(
+    pieces: list[_Piece],
+    cfg: SoundscapeConfig,
+    rng: np.random.Generator,
+    placements: Sequence[tuple[int, float]] | None,
+) -> list[dict]:
+    """Every random choice of a clip's events, as recipe entries (JSON-safe).
+
+    Each entry: ``piece`` (candidate index), ``start`` (sample), ``ebr_db`` (the event's
+    level over the background, gain variation included) and ``variation`` (drawn
+    parameters). Silent candidates are dropped here.
+    """
+    n = cfg.n_samples
+    plan = (
+        _random_plan(pieces, cfg, rng)
+        if placements is None
+        else _given_plan(pieces, placements, cfg)
+    )
+    level = None
+    if cfg.ebr_levels is not None and plan:
+        level = float(cfg.ebr_levels[int(rng.integers(len(cfg.ebr_levels)))])
+    events = []
+    for p in plan:
+        stop = min(p.start + len(p.audio), n)
+        if _rms(p.audio[: stop - p.start]) == 0:
+            log.debug("skipping silent candidate %d", p.piece)
+            continue
+        ebr = level if level is not None else float(rng.uniform(*cfg.ebr_db))
+        ebr += p.variation.get("gain_db", 0.0)
+        events.append({"piece": p.piece, "start": p.start, "ebr_db": ebr, "variation": p.variation})
+    return events
+
+
+def _render_events(
+    pieces: list[_Piece],
+    events: list[dict],
+    background: np.ndarray,
+    cfg: SoundscapeConfig,
+    varied: list[np.ndarray] | None = None,
+) -> tuple[np.ndarray, list[_Placed]]:
+    """Mix recipe events into the background (deterministic: no randomness).
+
+    Each event is scaled so its RMS over its extent is ``ebr_db`` above the background's
+    RMS over the same extent (DCASE 2016's event-to-background ratio);
+    :data:`~.procedural.BACKGROUND_RMS` stands in where the background is digital
+    silence. A mixture peaking above :data:`PEAK_LIMIT` is scaled down as a whole, which
+    keeps every ratio.
+    """
+    n = cfg.n_samples
+    if background.shape != (n,):
+        raise ValueError(f"background has shape {background.shape}, expected ({n},)")
+    mixture = background.astype(np.float64)
+    placed = []
+    for j, event in enumerate(events):
+        index, start = int(event["piece"]), int(event["start"])
+        audio = (
+            varied[j]
+            if varied is not None
+            else _varied(pieces[index].audio, event["variation"], cfg)
+        )
+        stop = min(start + len(audio), n)
+        segment = audio[: stop - start]
+        reference = _rms(background[start:stop]) or BACKGROUND_RMS
+        mixture[start:stop] += segment * (reference * 10 ** (event["ebr_db"] / 20) / _rms(segment))
+        placed.append(_Placed(index, start, stop, float(event["ebr_db"])))
+    peak = np.max(np.abs(mixture))
+    if peak > PEAK_LIMIT:
+        mixture *= PEAK_LIMIT / peak
+    placed.sort(key=lambda p: (p.start, p.stop))
+    return mixture.astype(np.float32), placed
+
+
 def _mix(
     pieces: list[_Piece],
     background: np.ndarray,
@@ -361,32 +526,9 @@ def _mix(
     rng: np.random.Generator,
     placements: Sequence[tuple[int, float]] | None,
 ) -> tuple[np.ndarray, list[_Placed]]:
-    """Mix planned pieces into the background at random EBRs; see :func:`synthesize_clip`."""
-    n = cfg.n_samples
-    if background.shape != (n,):
-        raise ValueError(f"background has shape {background.shape}, expected ({n},)")
-    if placements is None:
-        plan = _random_plan(pieces, cfg, rng)
-    else:
-        plan = _given_plan(pieces, placements, cfg)
-    mixture = background.astype(np.float64)
-    placed = []
-    for index, start in plan:
-        stop = min(start + len(pieces[index].audio), n)
-        event = pieces[index].audio[: stop - start]
-        event_rms = _rms(event)
-        if event_rms == 0:
-            log.debug("skipping silent candidate %d", index)
-            continue
-        reference = _rms(background[start:stop]) or BACKGROUND_RMS
-        ebr = float(rng.uniform(*cfg.ebr_db))
-        mixture[start:stop] += event * (reference * 10 ** (ebr / 20) / event_rms)
-        placed.append(_Placed(index, start, stop, ebr))
-    peak = np.max(np.abs(mixture))
-    if peak > PEAK_LIMIT:
-        mixture *= PEAK_LIMIT / peak
-    placed.sort(key=lambda p: (p.start, p.stop))
-    return mixture.astype(np.float32), placed
+    """Draw the events and mix them; see :func:`synthesize_clip`."""
+    events = _draw_events(pieces, cfg, rng, placements)
+    return _render_events(pieces, events, background, cfg)
 
 
 def synthesize_clip(
@@ -400,13 +542,14 @@ def synthesize_clip(
 
     Sources longer than ``cfg.max_piece_samples`` are first cut into pieces (see
     :func:`candidate_pieces`). Random mode draws the number of events in
-    ``[min_events, max_events]``, for each a class uniformly then one of its pieces,
-    and a uniform start where the whole piece fits (not overlapping earlier events
-    when ``allow_overlap`` is false; pieces that cannot fit are redrawn, then dropped).
-    Each event is scaled to an EBR drawn uniformly from ``cfg.ebr_db`` relative to the
-    background RMS over the event's extent (:data:`BACKGROUND_RMS` where the background
-    is digital silence). If the mixture's peak exceeds 0.99 the whole clip is scaled
-    down; labels are unaffected.
+    ``[min_events, max_events]``, for each a class uniformly then one of its pieces, its
+    variation (``cfg.variation``) and a uniform start where the whole piece fits (not
+    overlapping earlier events when ``allow_overlap`` is false; pieces that cannot fit
+    are redrawn, then dropped). Each event is scaled to an EBR drawn uniformly from
+    ``cfg.ebr_db`` (or one of ``cfg.ebr_levels`` per clip) relative to the background
+    RMS over the event's extent (:data:`BACKGROUND_RMS` where the background is digital
+    silence). If the mixture's peak exceeds 0.99 the whole clip is scaled down; labels
+    are unaffected.
 
     Parameters
     ----------
@@ -445,6 +588,115 @@ def synthesize_clip(
     return mixture, [(p.start / sr, p.stop / sr, pieces[p.piece].label) for p in placed]
 
 
+# ------------------------------------------------------------------------ recipes
+
+
+def clip_streams(entropy: Sequence[int]) -> tuple[np.random.Generator, ...]:
+    """The three random streams of a clip: background, events, background choice.
+
+    ``clip_streams([seed, k])[:2]`` equal ``default_rng([seed, k]).spawn(2)`` (the
+    streams of earlier versions), so sets without recorded backgrounds are unchanged.
+    """
+    children = np.random.SeedSequence([int(e) for e in entropy]).spawn(3)
+    return tuple(np.random.default_rng(c) for c in children)
+
+
+class ClipMaker:
+    """Draws a clip's recipe and renders recipes: the one place a soundscape is made.
+
+    A recipe is a JSON-safe dict holding every random choice of one clip::
+
+        {"entropy": [...], "background": {"kind": "procedural"} |
+                                          {"kind": "recorded", "file": ..., "offset": ...},
+         "events": [{"piece", "source", "source_onset", "start", "ebr_db", "variation"}]}
+
+    :meth:`render` uses no randomness beyond what the recipe names (the procedural
+    background is regenerated from the recipe's ``entropy``), so a recipe re-renders
+    its clip bit for bit.
+
+    Args:
+        sources: the event sources the clips draw from, with their bank (for names).
+        bank: the event bank.
+        cfg: mixing configuration.
+        background_fn: procedural background generator.
+        backgrounds: recorded backgrounds (``None``: procedural only).
+        background_split: split(s) of ``backgrounds`` this maker draws from.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[EventSource],
+        bank: EventBank,
+        cfg: SoundscapeConfig,
+        background_fn: BackgroundFn,
+        backgrounds: BackgroundBank | None = None,
+        background_split: str | Sequence[str] = "train",
+    ) -> None:
+        if cfg.recorded_share > 0 and backgrounds is None:
+            raise ValueError("recorded_share > 0 needs recorded backgrounds (backgrounds_dir)")
+        self.sources, self.bank, self.cfg = list(sources), bank, cfg
+        self.background_fn, self.backgrounds = background_fn, backgrounds
+        self.background_split = background_split
+        self.pieces = _cut_pieces([(bank.load(s), s.label) for s in self.sources], cfg)
+
+    def draw(self, entropy: Sequence[int]) -> dict:
+        """The recipe of the clip seeded by ``entropy`` (e.g. ``[seed, k]``)."""
+        cfg = self.cfg
+        _, event_rng, choice_rng = clip_streams(entropy)
+        background: dict = {"kind": "procedural"}
+        if cfg.recorded_share > 0 and choice_rng.random() < cfg.recorded_share:
+            name, offset = self.backgrounds.draw(self.background_split, cfg.n_samples, choice_rng)
+            background = {"kind": "recorded", "file": name, "offset": offset}
+        events = _draw_events(self.pieces, cfg, event_rng, None)
+        sr = cfg.sample_rate
+        for event in events:
+            piece = self.pieces[event["piece"]]
+            event["source"] = str(self.sources[piece.source].path.relative_to(self.bank.root))
+            event["source_onset"] = piece.start / sr
+        return {"entropy": [int(e) for e in entropy], "background": background, "events": events}
+
+    def background(self, recipe: dict) -> np.ndarray:
+        """The recipe's background. Shape: ``(cfg.n_samples,)``, ``float32``."""
+        spec, n = recipe["background"], self.cfg.n_samples
+        if spec["kind"] == "recorded":
+            return self.backgrounds.piece(spec["file"], int(spec["offset"]), n)
+        bg_rng = clip_streams(recipe["entropy"])[0]
+        audio = self.background_fn(self.cfg.clip_duration, bg_rng, self.cfg.sample_rate)
+        return np.asarray(audio, dtype=np.float32)
+
+    def render(self, recipe: dict) -> tuple[np.ndarray, list[tuple]]:
+        """Render a recipe: the mixture and its truth rows.
+
+        Returns:
+            mixture ``(n_samples,)`` float32; rows ``(onset, offset, label, source,
+            source_onset, source_offset, ebr_db)`` sorted by onset.
+        """
+        for event in recipe["events"]:
+            if not 0 <= int(event["piece"]) < len(self.pieces):
+                raise ValueError(f"recipe event {event} names a piece this bank does not have")
+        mixture, placed = _render_events(
+            self.pieces, recipe["events"], self.background(recipe), self.cfg
+        )
+        sr = self.cfg.sample_rate
+        rows = []
+        for p in placed:
+            piece = self.pieces[p.piece]
+            source = str(self.sources[piece.source].path.relative_to(self.bank.root))
+            src_onset = piece.start / sr
+            rows.append(
+                (
+                    p.start / sr,
+                    p.stop / sr,
+                    piece.label,
+                    source,
+                    src_onset,
+                    src_onset + (p.stop - p.start) / sr,
+                    round(p.ebr_db, 3),
+                )
+            )
+        return mixture, rows
+
+
 # --------------------------------------------------------------------------- sets
 
 
@@ -459,6 +711,7 @@ def _manifest(
     cfg: SoundscapeConfig,
     sources: Sequence[EventSource],
     background_fn: BackgroundFn,
+    backgrounds: BackgroundBank | None = None,
 ) -> dict:
     """Everything that determines the set's content, plus its hash."""
     content = {
@@ -473,6 +726,10 @@ def _manifest(
         "background_fn": _callable_name(background_fn),
         "label_files": list(LABEL_FILES[spec.kind]),
     }
+    if backgrounds is not None and cfg.recorded_share > 0:
+        content["backgrounds_root"] = str(backgrounds.root)
+        content["backgrounds_sha256"] = backgrounds.fingerprint()
+        content["background_files"] = backgrounds.files(spec.splits)
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return {**content, "hash": digest}
 
@@ -512,7 +769,7 @@ def _clear(out_dir: Path) -> None:
     (out_dir / "manifest.json").unlink(missing_ok=True)
     if (out_dir / "audio").is_dir():
         shutil.rmtree(out_dir / "audio")
-    for name in ("durations.tsv", "truth.tsv", "strong.tsv", "weak.tsv"):
+    for name in ("durations.tsv", "truth.tsv", "strong.tsv", "weak.tsv", "recipes.jsonl"):
         (out_dir / name).unlink(missing_ok=True)
 
 
@@ -540,14 +797,16 @@ def synthesize_set(
     bank: EventBank,
     spec: SetSpec,
     cfg: SoundscapeConfig,
-    background_fn: BackgroundFn = generate_background,
+    background_fn: BackgroundFn | None = None,
+    backgrounds: BackgroundBank | None = None,
 ) -> Path:
     """Synthesise one set into ``out_dir`` (layout in the module docstring).
 
-    Clip ``k`` uses ``numpy.random.default_rng([spec.seed, k])`` (split into a
-    background stream and an event stream), so the set is deterministic. Sources come
-    only from ``spec.source_split`` of ``bank``. ``manifest.json`` is written last; if
-    it exists with the same hash and the outputs are complete, nothing is regenerated.
+    Clip ``k`` is drawn from the streams :func:`clip_streams` ``([spec.seed, k])``, so
+    the set is deterministic; its recipe goes to ``recipes.jsonl`` (one line per clip).
+    Sources come only from ``spec.source_split`` of ``bank``, recorded backgrounds only
+    from the same split(s) of ``backgrounds``. ``manifest.json`` is written last; if it
+    exists with the same hash and the outputs are complete, nothing is regenerated.
 
     Parameters
     ----------
@@ -561,7 +820,9 @@ def synthesize_set(
         Mixing configuration.
     background_fn
         ``(duration, rng, sample_rate) -> background``, like
-        :func:`~.procedural.generate_background`.
+        :func:`~.procedural.generate_background`; ``None``: ``cfg.procedural_background``.
+    backgrounds
+        Recorded backgrounds, used for ``cfg.recorded_share`` of the clips.
 
     Returns
     -------
@@ -569,35 +830,32 @@ def synthesize_set(
         ``out_dir``.
     """
     out_dir = Path(out_dir)
+    cfg = spec.config(cfg)
     if bank.sample_rate != cfg.sample_rate:
         raise ValueError(f"bank sample rate {bank.sample_rate} != config {cfg.sample_rate}")
     sources = bank.sources(spec.splits)
     if not sources:
         raise ValueError(f"set {spec.name!r}: no sources in split(s) {spec.splits} of {bank}")
-    manifest = _manifest(bank, spec, cfg, sources, background_fn)
+    background_fn = background_fn or PROCEDURAL_BACKGROUNDS[cfg.procedural_background]
+    manifest = _manifest(bank, spec, cfg, sources, background_fn, backgrounds)
     if _is_cached(out_dir, manifest, spec.n_clips):
         log.info("reusing %s", out_dir)
         return out_dir
     _clear(out_dir)
     (out_dir / "audio").mkdir(parents=True)
 
-    pieces = _cut_pieces([(bank.load(s), s.label) for s in sources], cfg)
+    maker = ClipMaker(sources, bank, cfg, background_fn, backgrounds, spec.splits)
     sr = cfg.sample_rate
     rows, names = [], []
-    for k in tqdm(range(spec.n_clips), desc=f"synth {spec.name}", unit="clip"):
-        bg_rng, event_rng = np.random.default_rng([spec.seed, k]).spawn(2)
-        background = np.asarray(background_fn(cfg.clip_duration, bg_rng, sr), dtype=np.float32)
-        mixture, placed = _mix(pieces, background, cfg, event_rng, None)
-        name = f"{spec.name}_{k:05d}.wav"
-        save_audio(out_dir / "audio" / name, mixture, sr)
-        names.append(name)
-        for p in placed:
-            piece = pieces[p.piece]
-            rows.append(
-                (name, p.start / sr, p.stop / sr, piece.label)
-                + (str(sources[piece.source].path.relative_to(bank.root)),)
-                + (piece.start / sr, (piece.start + p.stop - p.start) / sr, round(p.ebr_db, 3))
-            )
+    with (out_dir / "recipes.jsonl").open("w") as recipes:
+        for k in tqdm(range(spec.n_clips), desc=f"synth {spec.name}", unit="clip"):
+            recipe = maker.draw([spec.seed, k])
+            mixture, truth_rows = maker.render(recipe)
+            name = f"{spec.name}_{k:05d}.wav"
+            save_audio(out_dir / "audio" / name, mixture, sr)
+            names.append(name)
+            rows.extend((name, *row) for row in truth_rows)
+            recipes.write(json.dumps({"filename": name, **recipe}) + "\n")
     truth = pd.DataFrame(rows, columns=list(TRUTH_COLUMNS))
     _write_labels(out_dir, truth, dict.fromkeys(names, cfg.n_samples / sr), spec.kind)
     _write_json_atomic(out_dir / "manifest.json", manifest)
@@ -616,7 +874,8 @@ def synthesize_dataset(
     bank: EventBank,
     specs: Sequence[SetSpec],
     cfg: SoundscapeConfig,
-    background_fn: BackgroundFn = generate_background,
+    background_fn: BackgroundFn | None = None,
+    backgrounds: BackgroundBank | None = None,
 ) -> dict[str, Path]:
     """Synthesise every set of ``specs`` into ``out_root/<spec.name>/``.
 
@@ -639,7 +898,7 @@ def synthesize_dataset(
         log.warning("several sets share a seed (%s): their backgrounds will repeat", seeds)
     out_root = Path(out_root)
     paths = {
-        spec.name: synthesize_set(out_root / spec.name, bank, spec, cfg, background_fn)
+        spec.name: synthesize_set(out_root / spec.name, bank, spec, cfg, background_fn, backgrounds)
         for spec in specs
     }
     log.info("synthetic dataset in %s: %s", out_root, ", ".join(paths))
