@@ -3,11 +3,13 @@
 Usage::
 
     python -m sed_lightning.evaluate ref=REF.tsv est=EST.tsv \\
-        [scores=SCORES_DIR] [durations=DURATIONS.tsv] [classes=[a,b]]
+        [scores=SCORES_DIR] [durations=DURATIONS.tsv] [classes=[a,b]] [dcase2016=false]
 
-Prints ``event_f1``, ``segment_f1`` (and their ``*_micro`` / ``*_per_class`` variants) and, with
-``scores=``, ``psds1`` and ``psds2``. NaN values (see :mod:`sed_lightning.evaluation.metrics`) are
-printed as ``null``.
+Prints ``event_f1``, ``segment_f1`` (and their ``*_micro`` / ``*_per_class`` variants), the
+DCASE 2016 Task 2 figures ``dcase2016/onset_f1``, ``dcase2016/onset_er``,
+``dcase2016/segment_er``, ``dcase2016/segment_f1`` (unless ``dcase2016=false``) and, with
+``scores=``, ``psds1`` and ``psds2``. NaN values (see :mod:`sed_lightning.evaluation.metrics`)
+are printed as ``null``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from sed_lightning.data.tsv import read_durations_tsv, read_strong_tsv
 from sed_lightning.data.validation import merge_same_class_events
-from sed_lightning.evaluation.metrics import psds_with_per_class, sed_eval_metrics
+from sed_lightning.evaluation.metrics import (
+    dcase2016_metrics,
+    psds_with_per_class,
+    sed_eval_metrics,
+)
 from sed_lightning.evaluation.scores import durations_from_scores, read_scores
 from sed_lightning.evaluation.settings import PSDS_SETTINGS
 
@@ -36,6 +42,7 @@ def evaluate_files(
     durations: str | Path | None = None,
     classes: Sequence[str] | None = None,
     drop_classes_without_events: bool = False,
+    dcase2016: bool = True,
 ) -> dict[str, Any]:
     """Compute the metrics for the given files (what the CLI prints)."""
     reference, merged = merge_same_class_events(read_strong_tsv(ref, class_names=classes))
@@ -51,6 +58,8 @@ def evaluate_files(
     estimated = read_strong_tsv(est, class_names=classes)
     results: dict[str, Any] = {"classes": classes}
     results.update(sed_eval_metrics(reference, estimated, classes))
+    if dcase2016:
+        results.update(dcase2016_metrics(reference, estimated, classes))
     if scores is not None:
         score_dfs = read_scores(scores)
         durs = read_durations_tsv(durations) if durations else durations_from_scores(score_dfs)
@@ -82,7 +91,13 @@ def _json_safe(value: Any) -> Any:
 def main(cfg: DictConfig) -> None:
     classes = OmegaConf.to_container(cfg.classes) if cfg.classes is not None else None
     results = evaluate_files(
-        cfg.ref, cfg.est, cfg.scores, cfg.durations, classes, cfg.drop_classes_without_events
+        cfg.ref,
+        cfg.est,
+        cfg.scores,
+        cfg.durations,
+        classes,
+        cfg.drop_classes_without_events,
+        cfg.dcase2016,
     )
     print(json.dumps(_json_safe(results), indent=2))
 

@@ -5,7 +5,9 @@ Finds every run under the study folder (a run dir holds ``.hydra/overrides.yaml`
 counts as one run per round, ``rounds=K``), groups the runs into configurations by their
 swept overrides without the seed, and writes into the study folder:
 
-- ``results.csv``: one row per configuration, mean / std / p-value of each metric;
+- ``results.csv``: one row per configuration, mean / std / p-value of each metric (the
+  DESED-style macro figures, and the DCASE 2016 Task 2 figures ``dcase2016/*`` when the
+  runs' ``metrics.json`` hold them);
 - ``results.md``: the same as a table under a header naming the study, its training
   budget, the seeds, the dates of the runs and the package versions;
 - ``results.png``: a bar chart of the means with std error bars.
@@ -33,12 +35,15 @@ import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from sed_lightning.evaluation.settings import DCASE2016_KEYS
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.training.run_info import RUN_INFO
 
 log = logging.getLogger(__name__)
 
 METRICS = ("event_f1", "segment_f1", "psds1", "psds2", "clip_map")
+# In the table when any run has them: the DCASE 2016 Task 2 figures (micro; *_er: lower is better).
+OPTIONAL_METRICS = DCASE2016_KEYS
 METRIC_PREFIX = "test/"
 ROUND_KEY = "rounds"
 TEST_NAME = "paired t-test (scipy.stats.ttest_rel)"
@@ -315,6 +320,17 @@ def metric(run: Run, name: str) -> float:
     return float("nan") if value is None else float(value)
 
 
+def metric_names(runs: Sequence[Run]) -> tuple[str, ...]:
+    """The table's metrics: :data:`METRICS`, then the :data:`OPTIONAL_METRICS` a run has."""
+    extra = [m for m in OPTIONAL_METRICS if any(METRIC_PREFIX + m in r.metrics for r in runs)]
+    return (*METRICS, *extra)
+
+
+def table_metrics(table: pd.DataFrame) -> list[str]:
+    """The metrics a summary table has columns for (in table order)."""
+    return [m for m in (*METRICS, *OPTIONAL_METRICS) if f"{m}_mean" in table.columns]
+
+
 def paired_p(config: Mapping[Any, Run], reference: Mapping[Any, Run], name: str) -> float:
     """p-value of the paired t-test over the seeds both have (NaN with fewer than 2)."""
     seeds = [s for s in config if s in reference]
@@ -337,22 +353,27 @@ def summary_table(runs: Sequence[Run]) -> pd.DataFrame:
         log.warning("reference %s matches %d configurations: no test", reference, len(refs))
     ref = refs[0] if len(refs) == 1 else None
     order = sorted(groups, key=lambda name: (name != ref, natural_key(name)))
+    names = metric_names(runs)
     return pd.DataFrame(
-        [table_row(name, groups[name], groups.get(ref), name == ref) for name in order]
+        [table_row(name, groups[name], groups.get(ref), name == ref, names) for name in order]
     )
 
 
 def table_row(
-    config: str, seeds: Mapping[Any, Run], reference: Mapping | None, is_ref: bool
+    config: str,
+    seeds: Mapping[Any, Run],
+    reference: Mapping | None,
+    is_ref: bool,
+    names: Sequence[str] = METRICS,
 ) -> dict:
-    """The summary of one configuration."""
+    """The summary of one configuration (a run without a metric counts it as NaN)."""
     row: dict[str, Any] = {
         "configuration": config,
         "reference": is_ref,
         "n_seeds": len(seeds),
         "seeds": " ".join(str(s) for s in sorted(seeds, key=lambda s: natural_key(str(s)))),
     }
-    for name in METRICS:
+    for name in names:
         values = np.array([metric(run, name) for run in seeds.values()])
         row[f"{name}_mean"] = float(values.mean())
         row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
@@ -379,14 +400,14 @@ def versions_text(runs: Sequence[Run]) -> str:
     return text + (f" ({missing} result(s) without {RUN_INFO})" if missing else "")
 
 
-def header(runs: Sequence[Run], runs_dir: Path) -> list[str]:
+def header(runs: Sequence[Run], runs_dir: Path, names: Sequence[str] = METRICS) -> list[str]:
     """The lines above the markdown table."""
     study = next((r.study for r in runs if r.study), {})
     budgets = sorted({str(r.study.get("budget", "not recorded")) for r in runs})
     seeds = sorted({str(r.seed) for r in runs}, key=natural_key)
     dates = sorted(r.started for r in runs if r.started)
     span = f"{dates[0]:%Y-%m-%d %H:%M} to {dates[-1]:%Y-%m-%d %H:%M}" if dates else "unknown"
-    return [
+    lines = [
         f"# Ablation study: {study.get('name', runs_dir.name)}",
         "",
         f"- reference: `{study.get('reference', 'not set')}` (in bold, marked (ref))",
@@ -397,18 +418,25 @@ def header(runs: Sequence[Run], runs_dir: Path) -> list[str]:
         f"- packages: {versions_text(runs)}",
         f"- cells: mean ± std (ddof=1) over seeds of the test-set metric; p: {TEST_NAME} "
         "against the reference over the seeds both have (n/a with fewer than 2 pairs)",
-        "",
     ]
+    if any(name in DCASE2016_KEYS for name in names):
+        lines.append(
+            "- dcase2016/*: the DCASE 2016 Task 2 figures (sed_eval, overall = micro): "
+            "onset-only event-based F1 / error rate with a 200 ms collar, segment-based error "
+            "rate / F1 on 1 s segments; error rates: lower is better"
+        )
+    return [*lines, ""]
 
 
 def markdown(table: pd.DataFrame, runs: Sequence[Run], runs_dir: Path) -> str:
     """``results.md``: header, table and the chart."""
-    lines = header(runs, runs_dir)
-    lines.append("| configuration | seeds | " + " | ".join(METRICS) + " |")
-    lines.append("|---|---|" + "---|" * len(METRICS))
+    names = table_metrics(table)
+    lines = header(runs, runs_dir, names)
+    lines.append("| configuration | seeds | " + " | ".join(names) + " |")
+    lines.append("|---|---|" + "---|" * len(names))
     for row in table.to_dict("records"):
         name = f"**{row['configuration']}** (ref)" if row["reference"] else row["configuration"]
-        cells = [fmt_cell(row, m) for m in METRICS]
+        cells = [fmt_cell(row, m) for m in names]
         lines.append(f"| {name} | {row['n_seeds']} | " + " | ".join(cells) + " |")
     lines += ["", "![results](results.png)", ""]
     return "\n".join(lines)
@@ -421,16 +449,17 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = table_metrics(table)
     n = len(table)
     width = 0.8 / n
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(METRICS) + 0.4 * n), 4.0))
-    x = np.arange(len(METRICS))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(names) + 0.4 * n), 4.0))
+    x = np.arange(len(names))
     for i, row in enumerate(table.to_dict("records")):
-        means = [row[f"{m}_mean"] for m in METRICS]
-        stds = [np.nan_to_num(row[f"{m}_std"]) for m in METRICS]
+        means = [row[f"{m}_mean"] for m in names]
+        stds = [np.nan_to_num(row[f"{m}_std"]) for m in names]
         name = row["configuration"] + (" (ref)" if row["reference"] else "")
         ax.bar(x + (i - (n - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
-    ax.set_xticks(x, METRICS)
+    ax.set_xticks(x, names, rotation=20 if len(names) > len(METRICS) else 0)
     ax.set_ylabel("test score (mean ± std over seeds)")
     ax.set_title(title)
     ax.legend(fontsize="small")

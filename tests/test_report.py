@@ -15,6 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 from scipy import stats
 
+from sed_lightning.evaluation.settings import DCASE2016_KEYS
 from sed_lightning.report import METRICS, load_runs, main, report, summary_table
 from sed_lightning.training.run_info import RUN_INFO, write_run_info
 from tests.conftest import ROOT, TINY, compose_train
@@ -124,6 +125,36 @@ def test_outputs_csv_md_png(tmp_path):
     assert list(saved["configuration"]) == list(table["configuration"])
     np.testing.assert_allclose(saved["event_f1_mean"], table["event_f1_mean"])
     assert (tmp_path / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dcase2016_figures_are_columns_when_the_runs_have_them(tmp_path):
+    fake_study(tmp_path / "without", {"fixed": [1, 2], "auto": [1, 2]})
+    table = report(tmp_path / "without")
+    assert not any("dcase2016" in c for c in table.columns)
+    assert "dcase2016/" not in (tmp_path / "without" / "results.md").read_text()
+
+    study = tmp_path / "with"
+    made = fake_study(study, {"fixed": [1, 2], "auto": [1, 2]})
+    rng = np.random.default_rng(1)
+    for option, seeds in made.items():
+        for seed, metrics in seeds.items():
+            metrics.update({f"test/{k}": float(rng.uniform(0.1, 1.5)) for k in DCASE2016_KEYS})
+            (study / "runs" / f"{option}_{seed}" / "metrics.json").write_text(json.dumps(metrics))
+    table = report(study).set_index("configuration")
+    for name in DCASE2016_KEYS:
+        mean, std = expected(made["auto"], name)
+        assert table.loc["loss=auto", f"{name}_mean"] == pytest.approx(mean)
+        assert table.loc["loss=auto", f"{name}_std"] == pytest.approx(std)
+        ours = [made["auto"][s][f"test/{name}"] for s in (1, 2)]
+        ref = [made["fixed"][s][f"test/{name}"] for s in (1, 2)]
+        assert table.loc["loss=auto", f"{name}_p"] == pytest.approx(
+            stats.ttest_rel(ours, ref).pvalue
+        )
+    md = (study / "results.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| configuration"))
+    assert head.endswith(" | ".join(DCASE2016_KEYS) + " |")
+    assert "DCASE 2016 Task 2" in md and "lower is better" in md
+    assert "dcase2016/onset_f1_mean" in pd.read_csv(study / "results.csv").columns
 
 
 def test_versions_and_dates_come_from_run_info(tmp_path):
@@ -266,7 +297,8 @@ def test_study_config_composes_into_its_folder(study):
 @pytest.mark.parametrize(("option", "weak", "strong"), [("weak_only", 1, 0), ("strong_only", 0, 1)])
 def test_single_loss_options(option, weak, strong):
     loss = compose_train([f"loss={option}"], tiny=False).loss
-    assert (loss.weak_weight, loss.strong_weight, loss.weighting) == (weak, strong, "fixed")
+    weights = (loss.terms.weak.weight, loss.terms.strong.weight)
+    assert (*weights, loss.weighting) == (weak, strong, "fixed")
 
 
 def test_run_info_records_versions_and_overrides(cfg_train, tmp_path):
@@ -326,6 +358,6 @@ def test_real_multirun_then_report(tmp_path, data_dir):
         saved = [
             json.loads(p.read_text()) for p in sweep.glob(f"*_pooling={pooling}_*/metrics.json")
         ]
-        for name in METRICS:
+        for name in (*METRICS, *DCASE2016_KEYS):  # the real runs write the 2016 figures
             mean = np.mean([m[f"test/{name}"] for m in saved])
             assert table.loc[f"model/pooling={pooling}", f"{name}_mean"] == pytest.approx(mean)

@@ -4,6 +4,7 @@ from sed_lightning.evaluation.metrics import (
     build_sed_eval_metrics,
     clip_map,
     compute_all,
+    dcase2016_metrics,
     ground_truth_events,
     psds,
     psds_with_per_class,
@@ -18,6 +19,9 @@ from sed_lightning.evaluation.scores import (
     write_scores,
 )
 from sed_lightning.evaluation.settings import (
+    DCASE2016_EVENT_BASED,
+    DCASE2016_KEYS,
+    DCASE2016_SEGMENT_BASED,
     EVENT_BASED,
     PSDS1,
     PSDS2,
@@ -29,6 +33,9 @@ from sed_lightning.evaluation.settings import (
 )
 
 __all__ = [
+    "DCASE2016_EVENT_BASED",
+    "DCASE2016_KEYS",
+    "DCASE2016_SEGMENT_BASED",
     "EVENT_BASED",
     "PSDS1",
     "PSDS2",
@@ -42,6 +49,7 @@ __all__ = [
     "class_names_of",
     "clip_map",
     "compute_all",
+    "dcase2016_metrics",
     "durations_from_scores",
     "ground_truth_events",
     "psds",

@@ -4,6 +4,9 @@
   fed file by file, as in the DESED (DCASE Task 4) baseline.
 * PSDS: ``sed_scores_eval.intersection_based.psds`` on score DataFrames.
 * Clip-level mAP: ``torchmetrics.classification.MultilabelAveragePrecision``.
+* DCASE 2016 Task 2 figures (:func:`dcase2016_metrics`): sed_eval's overall (micro)
+  onset-only event-based F1 / error rate (200 ms collar) and segment-based error rate / F1
+  (1 s), from the same event tables.
 
 All parameters come from :mod:`sed_lightning.evaluation.settings`.
 
@@ -30,6 +33,9 @@ from sed_scores_eval import intersection_based
 
 from sed_lightning.evaluation.scores import audio_id, durations_from_scores
 from sed_lightning.evaluation.settings import (
+    DCASE2016_EVENT_BASED,
+    DCASE2016_KEYS,
+    DCASE2016_SEGMENT_BASED,
     EVENT_BASED,
     PSDS_SETTINGS,
     SEGMENT_BASED,
@@ -111,6 +117,8 @@ def build_sed_eval_metrics(
 
     event_metric = sed_eval.sound_event.EventBasedMetrics(
         event_label_list=class_names,
+        evaluate_onset=bool(event_setting.evaluate_onset),
+        evaluate_offset=bool(event_setting.evaluate_offset),
         t_collar=float(event_setting.t_collar),
         percentage_of_length=float(event_setting.percentage_of_length),
         empty_system_output_handling=event_setting.empty_system_output_handling,
@@ -168,6 +176,46 @@ def sed_eval_metrics(
         "event_f1_per_class": event_per_class,
         "segment_f1_per_class": segment_per_class,
     }
+
+
+# --------------------------------------------------------------------------- DCASE 2016
+def dcase2016_metrics(
+    reference: pd.DataFrame,
+    estimated: pd.DataFrame,
+    class_names: Sequence[str],
+    filenames: Sequence[str] | None = None,
+) -> dict[str, float]:
+    """The DCASE 2016 Task 2 figures via sed_eval, overall (micro-averaged):
+
+    * ``dcase2016/onset_f1``, ``dcase2016/onset_er``: event-based F1 and error rate, onsets
+      only, 200 ms collar (``settings.DCASE2016_EVENT_BASED``);
+    * ``dcase2016/segment_er``, ``dcase2016/segment_f1``: segment-based error rate and F1 on
+      1 s segments (``settings.DCASE2016_SEGMENT_BASED``).
+
+    Files are evaluated as in :func:`build_sed_eval_metrics`. Error rates are
+    ``(S + D + I) / N`` over the reference events / active reference segments (lower is
+    better; above 1 is possible). Reported as sed_eval gives them: with no reference event at
+    all sed_eval divides by ``eps``, so any false alarm gives an error rate of order 1e15.
+    """
+    event_metric, segment_metric = build_sed_eval_metrics(
+        reference,
+        estimated,
+        class_names,
+        filenames,
+        DCASE2016_EVENT_BASED,
+        DCASE2016_SEGMENT_BASED,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        event = event_metric.results_overall_metrics()
+        segment = segment_metric.results_overall_metrics()
+    values = (
+        event["f_measure"]["f_measure"],
+        event["error_rate"]["error_rate"],
+        segment["error_rate"]["error_rate"],
+        segment["f_measure"]["f_measure"],
+    )
+    return {key: float(value) for key, value in zip(DCASE2016_KEYS, values, strict=True)}
 
 
 # --------------------------------------------------------------------------- PSDS
@@ -308,13 +356,15 @@ def compute_all(
     prefix: str = "",
     filenames: Sequence[str] | None = None,
     drop_classes_without_events: bool = False,
+    dcase2016: bool = True,
 ) -> dict[str, float]:
     """All metrics as a flat ``{prefix + name: float}`` dict (ready for ``log_dict``).
 
     Keys: ``event_f1``, ``segment_f1``, ``event_f1_micro``, ``segment_f1_micro``,
     ``event_f1/<class>``, ``segment_f1/<class>``; ``psds1``, ``psds2`` when ``score_dfs`` is
     given (ground truth = ``reference``; ``durations`` default to the scores' last offsets);
-    ``clip_map`` when ``clip_scores`` and ``clip_targets`` are given.
+    ``clip_map`` when ``clip_scores`` and ``clip_targets`` are given; with ``dcase2016`` the
+    :data:`DCASE2016_KEYS` of :func:`dcase2016_metrics`.
     ``drop_classes_without_events`` is passed to :func:`psds`.
     """
     class_names = [str(c) for c in class_names]
@@ -329,6 +379,8 @@ def compute_all(
         out[f"event_f1/{c}"] = f1["event_f1_per_class"][c]
     for c in class_names:
         out[f"segment_f1/{c}"] = f1["segment_f1_per_class"][c]
+    if dcase2016:
+        out.update(dcase2016_metrics(reference, estimated, class_names, filenames))
     if score_dfs:
         if durations is None:
             durations = durations_from_scores(score_dfs)
@@ -346,9 +398,11 @@ def compute_all(
 
 
 __all__ = [
+    "DCASE2016_KEYS",
     "build_sed_eval_metrics",
     "clip_map",
     "compute_all",
+    "dcase2016_metrics",
     "ground_truth_events",
     "psds",
     "psds_with_per_class",

@@ -6,6 +6,12 @@ Values follow the DCASE 2021-2023 Task 4 (DESED) evaluation:
 * segment-based F1 (sed_eval): 1 s segments;
 * PSDS scenario 1: DTC = GTC = 0.7, no cross-trigger penalty, alpha_st = 1, max eFPR = 100/h;
 * PSDS scenario 2: DTC = GTC = 0.1, CTTC = 0.3, alpha_ct = 0.5, alpha_st = 1, max eFPR = 100/h.
+
+and, beside them, the DCASE 2016 Task 2 figures (``DCASE2016_EVENT_BASED`` /
+``DCASE2016_SEGMENT_BASED``, read micro-averaged, i.e. sed_eval's "overall"):
+
+* event-based F1 and error rate, onset only, 200 ms onset collar (offsets are not judged);
+* segment-based error rate and F1 on 1 s segments.
 """
 
 from __future__ import annotations
@@ -20,11 +26,14 @@ class EventBasedSetting:
 
     ``empty_system_output_handling="zero_score"`` is what the DESED baseline uses: a class with
     reference events but no detections gets precision 0 (hence F1 0) instead of NaN.
+    ``evaluate_offset=False`` judges onsets only (the DCASE 2016 Task 2 event-based metric).
     """
 
     t_collar: float = 0.2
     percentage_of_length: float = 0.2
     empty_system_output_handling: str | None = "zero_score"
+    evaluate_onset: bool = True
+    evaluate_offset: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,26 @@ PSDS2 = PSDSSetting(
 )
 PSDS_SETTINGS: dict[str, PSDSSetting] = {PSDS1.name: PSDS1, PSDS2.name: PSDS2}
 
+# DCASE 2016 Task 2 (synthetic office sounds): onset-only event-based metrics with a 200 ms
+# collar and segment-based metrics on 1 s segments, both reported overall (micro). The
+# offset condition (``percentage_of_length``, sed_eval's default 0.5) is not evaluated.
+# "zero_score" (as above): a system without any output scores F1 0, not NaN.
+DCASE2016_EVENT_BASED = EventBasedSetting(
+    t_collar=0.2, percentage_of_length=0.5, evaluate_onset=True, evaluate_offset=False
+)
+DCASE2016_SEGMENT_BASED = SegmentBasedSetting(time_resolution=1.0)
+# Their names in metrics.json (after the stage prefix, e.g. ``test/dcase2016/onset_f1``).
+DCASE2016_KEYS = (
+    "dcase2016/onset_f1",
+    "dcase2016/onset_er",
+    "dcase2016/segment_er",
+    "dcase2016/segment_f1",
+)
+
 __all__ = [
+    "DCASE2016_EVENT_BASED",
+    "DCASE2016_KEYS",
+    "DCASE2016_SEGMENT_BASED",
     "EVENT_BASED",
     "PSDS1",
     "PSDS2",

@@ -109,6 +109,10 @@ class SEDEvaluation(L.Callback):
         val_psds: also compute PSDS on validation (slower).
         save_val_scores: write the validation scores of the tested weights (skipped with
             ``fast_dev_run``).
+        dcase2016: add the DCASE 2016 Task 2 figures (``dcase2016/onset_f1``,
+            ``dcase2016/onset_er``, ``dcase2016/segment_er``, ``dcase2016/segment_f1``; see
+            :func:`~sed_lightning.evaluation.metrics.dcase2016_metrics`) wherever PSDS is
+            computed (test, and validation with ``val_psds``).
     """
 
     def __init__(
@@ -117,11 +121,13 @@ class SEDEvaluation(L.Callback):
         output_dir: str | None = None,
         val_psds: bool = False,
         save_val_scores: bool = True,
+        dcase2016: bool = True,
     ) -> None:
         self.postprocess = dict(postprocess)
         self.output_dir = Path(output_dir) if output_dir else None
         self.val_psds = val_psds
         self.save_val_scores = save_val_scores
+        self.dcase2016 = dcase2016
         self.last_test_metrics: dict[str, float] = {}
         self.last_results: dict[str, StageResult] = {}
         # stage -> the clips each rank scored in the last epoch of that stage
@@ -176,6 +182,7 @@ class SEDEvaluation(L.Callback):
             prefix=f"{stage}/",
             filenames=files,
             drop_classes_without_events=True,
+            dcase2016=self.dcase2016,
         )
         result.per_class = {
             c: {

@@ -12,8 +12,10 @@ import pytest
 
 from sed_lightning.evaluate import evaluate_files
 from sed_lightning.evaluation import (
+    DCASE2016_KEYS,
     PSDS1,
     PSDS2,
+    dcase2016_metrics,
     psds,
     scores_to_dataframes,
     sed_eval_metrics,
@@ -89,6 +91,10 @@ def test_cli_f1(files):
     assert out["event_f1_per_class"] == pytest.approx(expected["event_f1_per_class"])
     assert out["segment_f1_per_class"] == pytest.approx(expected["segment_f1_per_class"])
     assert "psds1" not in out
+    dcase2016 = dcase2016_metrics(pd.read_csv(ref, sep="\t"), pd.read_csv(est, sep="\t"), CLASSES)
+    assert set(DCASE2016_KEYS) <= set(out)  # on by default
+    for key in DCASE2016_KEYS:
+        assert out[key] == pytest.approx(dcase2016[key])
 
 
 def test_cli_with_scores_durations_and_classes(files, tmp_path):
@@ -100,8 +106,10 @@ def test_cli_with_scores_durations_and_classes(files, tmp_path):
         f"scores={scores_dir}",
         f"durations={durations}",
         "classes=[Cat,Dog,Speech,Bird]",
+        "dcase2016=false",
         cwd=tmp_path,
     )
+    assert not any(k.startswith("dcase2016") for k in out)  # switched off
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no outputs/, .hydra/, logs
     assert out["classes"] == [*CLASSES, "Bird"]
     assert out["event_f1_per_class"]["Bird"] is None  # NaN (no ref, no est) printed as null

@@ -29,6 +29,10 @@ FIGURES = [
     "segment_f1_per_class",
     "psds1_per_class",
     "psds2_per_class",
+    "dcase2016/onset_f1",
+    "dcase2016/onset_er",
+    "dcase2016/segment_er",
+    "dcase2016/segment_f1",
 ]
 
 

@@ -12,6 +12,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
 from sed_lightning.data.tsv import read_strong_tsv
+from sed_lightning.evaluation.settings import DCASE2016_KEYS
 from sed_lightning.train import train
 from sed_lightning.training.build import build_module
 from tests.conftest import ROOT, compose_train, finalize
@@ -40,6 +41,10 @@ def test_run_writes_its_outputs(trained_run):
         assert 0.0 <= saved[key] <= 1.0
         assert saved[key] == pytest.approx(metrics[key], abs=1e-6)
     assert any(k.startswith("test/event_f1/") for k in saved)  # per-class F1
+    for key in DCASE2016_KEYS:  # the DCASE 2016 Task 2 figures, on by default
+        assert saved[f"test/{key}"] == pytest.approx(metrics[f"test/{key}"], abs=1e-6)
+    assert 0.0 <= saved["test/dcase2016/onset_f1"] <= 1.0
+    assert saved["test/dcase2016/segment_er"] >= 0.0
     events = read_strong_tsv(run / "predictions.tsv")
     assert list(events.columns[:4]) == ["filename", "onset", "offset", "event_label"]
     assert len(list((run / "scores").glob("*.tsv"))) == 5  # one per test clip
