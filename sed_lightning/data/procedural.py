@@ -411,8 +411,8 @@ def generate_ambience(
     - hum (p 0.35): 50 or 60 Hz and 5 harmonics falling ~6 dB each, 12-30 dB under the noise;
     - ventilation (p 0.5): band-passed noise (80-300 Hz to 0.5-2 kHz), slow flutter,
       -6 to +3 dB against the noise;
-    - babble (p 0.25): 3-6 overlapping procedural talkers, low-passed at 1-2 kHz
-      (distant, muffled), 12-24 dB under the rest;
+    - babble (p 0.25): 3-6 overlapping talkers (speech-shaped noise under syllable-rate
+      envelopes), low-passed at 1-2 kHz (distant, muffled), 12-24 dB under the rest;
     - drift: a linear level ramp of up to +-3 dB over the clip, on top of the noise's
       own few-dB wander.
 
@@ -442,7 +442,12 @@ def generate_ambience(
         vent *= base_rms * 10 ** (rng.uniform(-6, 3) / 20) / (np.std(vent) + 1e-12)
         base += vent
     if coins[2] < 0.25:
-        talkers = sum(_speech(n, sample_rate, rng) for _ in range(int(rng.integers(3, 7))))
+        # speech-shaped noise under 3-6 talkers' syllable envelopes: distant, muffled
+        # babble is heard as that, at ~1/50 of the cost of harmonic talkers
+        talkers = np.zeros(n)
+        for _ in range(int(rng.integers(3, 7))):
+            envelope = np.maximum(_smooth_curve(n, sample_rate, rng.uniform(3, 6), rng), 0.0)
+            talkers += envelope * _bandpass(rng.standard_normal(n), 200, 1200, sample_rate)
         babble = _bandpass(talkers, 0, rng.uniform(1000, 2000), sample_rate, order=4)
         babble *= base_rms * 10 ** (-rng.uniform(12, 24) / 20) / (np.std(babble) + 1e-12)
         base += babble

@@ -476,7 +476,15 @@ def _draw_events(
             continue
         ebr = level if level is not None else float(rng.uniform(*cfg.ebr_db))
         ebr += p.variation.get("gain_db", 0.0)
-        events.append({"piece": p.piece, "start": p.start, "ebr_db": ebr, "variation": p.variation})
+        events.append(
+            {
+                "piece": p.piece,
+                "start": p.start,
+                "ebr_db": ebr,
+                "variation": p.variation,
+                "_audio": p.audio,  # the varied piece (not part of the recipe)
+            }
+        )
     return events
 
 
@@ -528,7 +536,8 @@ def _mix(
 ) -> tuple[np.ndarray, list[_Placed]]:
     """Draw the events and mix them; see :func:`synthesize_clip`."""
     events = _draw_events(pieces, cfg, rng, placements)
-    return _render_events(pieces, events, background, cfg)
+    varied = [e.pop("_audio") for e in events]
+    return _render_events(pieces, events, background, cfg, varied)
 
 
 def synthesize_clip(
@@ -638,6 +647,9 @@ class ClipMaker:
         self.background_fn, self.backgrounds = background_fn, backgrounds
         self.background_split = background_split
         self.pieces = _cut_pieces([(bank.load(s), s.label) for s in self.sources], cfg)
+        # the varied pieces of the recipe drawn last (varying is the costly part; drawing
+        # needs their lengths, so rendering that recipe next reuses them)
+        self._drawn: tuple[int, list[np.ndarray]] | None = None
 
     def draw(self, entropy: Sequence[int]) -> dict:
         """The recipe of the clip seeded by ``entropy`` (e.g. ``[seed, k]``)."""
@@ -648,6 +660,7 @@ class ClipMaker:
             name, offset = self.backgrounds.draw(self.background_split, cfg.n_samples, choice_rng)
             background = {"kind": "recorded", "file": name, "offset": offset}
         events = _draw_events(self.pieces, cfg, event_rng, None)
+        self._drawn = (id(events), [e.pop("_audio") for e in events])  # reused by render
         sr = cfg.sample_rate
         for event in events:
             piece = self.pieces[event["piece"]]
@@ -674,8 +687,10 @@ class ClipMaker:
         for event in recipe["events"]:
             if not 0 <= int(event["piece"]) < len(self.pieces):
                 raise ValueError(f"recipe event {event} names a piece this bank does not have")
+        drawn, self._drawn = self._drawn, None
+        varied = drawn[1] if drawn is not None and drawn[0] == id(recipe["events"]) else None
         mixture, placed = _render_events(
-            self.pieces, recipe["events"], self.background(recipe), self.cfg
+            self.pieces, recipe["events"], self.background(recipe), self.cfg, varied
         )
         sr = self.cfg.sample_rate
         rows = []

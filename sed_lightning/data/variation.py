@@ -162,21 +162,19 @@ def time_stretch(audio: np.ndarray, rate: float) -> np.ndarray:
     frames = np.lib.stride_tricks.sliding_window_view(padded, _N_FFT)[::_HOP] * window
     spec = scipy.fft.rfft(frames, axis=1)  # (T, F)
     steps = np.arange(0, spec.shape[0] - 1, rate)
+    idx, frac = steps.astype(int), (steps - steps.astype(int))[:, None]
+    mag = (1 - frac) * np.abs(spec[idx]) + frac * np.abs(spec[idx + 1])
     omega = 2 * np.pi * _HOP * np.arange(spec.shape[1]) / _N_FFT
-    phase = np.angle(spec[0])
-    out = np.empty((len(steps), spec.shape[1]), dtype=np.complex128)
-    for j, t in enumerate(steps):
-        i, frac = int(t), t - int(t)
-        mag = (1 - frac) * np.abs(spec[i]) + frac * np.abs(spec[i + 1])
-        out[j] = mag * np.exp(1j * phase)
-        delta = np.angle(spec[i + 1]) - np.angle(spec[i]) - omega
-        phase = phase + omega + (delta - 2 * np.pi * np.round(delta / (2 * np.pi)))
-    frames_out = scipy.fft.irfft(out, n=_N_FFT, axis=1) * window
+    delta = np.angle(spec[idx + 1]) - np.angle(spec[idx]) - omega
+    advance = omega + delta - 2 * np.pi * np.round(delta / (2 * np.pi))
+    phase = np.angle(spec[0]) + np.concatenate(
+        [np.zeros((1, spec.shape[1])), np.cumsum(advance[:-1], axis=0)]
+    )
+    frames_out = scipy.fft.irfft(mag * np.exp(1j * phase), n=_N_FFT, axis=1) * window
     length = _N_FFT + _HOP * (len(steps) - 1)
-    signal, norm = np.zeros(length), np.zeros(length)
-    for j, frame in enumerate(frames_out):
-        signal[j * _HOP : j * _HOP + _N_FFT] += frame
-        norm[j * _HOP : j * _HOP + _N_FFT] += window**2
+    where = np.arange(len(steps))[:, None] * _HOP + np.arange(_N_FFT)[None, :]
+    signal = np.bincount(where.ravel(), frames_out.ravel(), minlength=length)
+    norm = np.bincount(where.ravel(), np.broadcast_to(window**2, where.shape).ravel(), length)
     signal = signal / np.maximum(norm, 1e-3)
     return _fit(signal[_N_FFT // 2 :], n_out)
 
