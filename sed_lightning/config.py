@@ -1,7 +1,16 @@
 """Structured config schema: Hydra merges conf/train.yaml onto it, so a misspelt key in a
 config file, an experiment or an override is rejected with the key's name, and values of
-the wrong type are rejected too. Nodes built by ``_target_`` (model, trainer, ...) are
-checked by the constructors they instantiate (an unknown argument names itself)."""
+the wrong type are rejected too.
+
+Every group the project reads itself has a dataclass here (paths, data, loss,
+postprocess, self_training, label_constraint). The groups built by ``_target_`` (features,
+model, augment, optimizer, scheduler, trainer, callbacks, logger) are checked by the
+constructors they name: :mod:`sed_lightning.training.build` instantiates each of them
+before any data is prepared or step trained (the partial optimizer and scheduler are tried
+on a dummy parameter), and turns an unknown argument into a
+:class:`~sed_lightning.training.preflight.ConfigError` naming the group and the key. Their
+own dataclasses would repeat every constructor signature (the models', Lightning's Trainer)
+and drift from them."""
 
 from __future__ import annotations
 
@@ -50,15 +59,74 @@ class DataConfig:
 
 
 @dataclass
+class TextEncoderConfig:
+    d_model: int = 32
+    num_layers: int = 1
+    num_heads: int = 2
+    ffn_dim: int = 64
+    epochs: int = 100
+    lr: float = 0.003
+    seed: int = 0
+
+
+@dataclass
+class LabelConstraintConfig:
+    """conf/label_constraint/default.yaml (sed_lightning/labelconstraint/)."""
+
+    ckpt: str | None = None
+    templates: list[str] = field(default_factory=lambda: ["the sound of {label}"])
+    text_encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    text_model_path: str | None = None
+    clip_pooling: str = "mean"
+    lambda_: Any = "auto"  # the KL term's weight: a number or "auto"
+    rampup: int = 0  # optimizer steps of the KL term's sigmoid ramp-up (0: none)
+
+
+@dataclass
+class SelfTrainingConfig:
+    """conf/self_training/default.yaml (sed_lightning/selftraining/)."""
+
+    rounds: int = 0
+    unlabeled_set: str = "train_unlabeled"
+    thresholds: Any = 0.5  # a number or {class: value, default: value}
+    drop_empty: bool = True
+    accumulate: bool = True
+    init: str = "continue"  # continue | scratch
+    max_epochs: int | None = None
+
+
+@dataclass
+class TermConfig:
+    """A loss term: its weight once ramped up (0: off) and its sigmoid ramp-up in steps."""
+
+    weight: float = 1.0
+    rampup: int = 0
+
+
+@dataclass
+class ConsistencyTermConfig(TermConfig):
+    """The mean teacher's term (sed_lightning/training/mean_teacher.py)."""
+
+    weight: float = 0.0
+    decay: float = 0.999  # EMA decay of the teacher
+    clips: list[str] = field(default_factory=lambda: ["unlabeled", "weak"])
+
+
+@dataclass
+class LossTermsConfig:
+    """The terms of the training loss (sed_lightning/losses/terms.py). The label
+    constraint's term is set by the label_constraint group (lambda_, rampup)."""
+
+    weak: TermConfig = field(default_factory=TermConfig)
+    strong: TermConfig = field(default_factory=TermConfig)
+    consistency: ConsistencyTermConfig = field(default_factory=ConsistencyTermConfig)
+
+
+@dataclass
 class LossConfig:
-    _target_: str = "sed_lightning.losses.sed_loss.SEDLoss"
-    weak_weight: float = 1.0
-    strong_weight: float = 1.0
-    weighting: str = "fixed"
+    weighting: str = "fixed"  # fixed | auto (weak/strong from each kind's share of the batch)
     min_share: float = 0.1
-    # Mean-teacher consistency (the MeanTeacher callback; 0: off) and its ramp-up in steps.
-    consistency_weight: float = 0.0
-    consistency_rampup: int = 0
+    terms: LossTermsConfig = field(default_factory=LossTermsConfig)
 
 
 @dataclass
@@ -93,8 +161,8 @@ class TrainConfig:
     compile: bool = False
     # Optional parts (None: off). Each is a config group: conf/<name>/*.yaml.
     augment: Any = None  # sed_lightning/features/augment.py
-    self_training: Any = None  # sed_lightning/selftraining/
-    label_constraint: Any = None  # +experiment=label_constraint
+    self_training: SelfTrainingConfig | None = None  # sed_lightning/selftraining/
+    label_constraint: LabelConstraintConfig | None = None  # +experiment=label_constraint
     study: Any = None  # ablation study metadata (experiments/<study>, report)
 
 

@@ -10,6 +10,7 @@ folder: ``python -m sed_lightning.train <same overrides> hydra.run.dir=<run dir>
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import hydra
 import lightning as L
@@ -25,7 +26,12 @@ from sed_lightning.training.build import (
     label_encoder,
     summary,
 )
-from sed_lightning.training.checkpoints import load_weights
+from sed_lightning.training.checkpoints import (
+    best_checkpoint,
+    load_weights,
+    read_checkpoint,
+    val_metrics,
+)
 from sed_lightning.training.preflight import (
     ConfigError,
     check_config,
@@ -39,19 +45,28 @@ log = logging.getLogger(__name__)
 register_configs()
 
 
-def best_checkpoint(trainer: L.Trainer) -> str:
-    """The best checkpoint of the first ModelCheckpoint that monitors a metric ("": none)."""
-    for callback in trainer.checkpoint_callbacks:
-        if getattr(callback, "monitor", None) and getattr(callback, "best_model_path", ""):
-            return callback.best_model_path
-    return ""
+@dataclass
+class RunResult:
+    """What a run gives back: every logged metric as floats, and its best checkpoint (the
+    one tested and the one self-training labels with; ``""``: none)."""
+
+    metrics: dict[str, float]
+    best_checkpoint: str
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit (optionally) and test; returns every logged metric as floats.
+    """Fit (optionally) and test; returns every logged metric as floats (see :func:`run`)."""
+    return run(cfg).metrics
 
-    Config values the schema cannot check (e.g. a class name in a per-class post-processing
-    setting) and the checkpoint to resume from are checked before anything is trained.
+
+def run(cfg: DictConfig) -> RunResult:
+    """Fit (optionally) and test; returns the logged metrics and the best checkpoint.
+
+    The ``val/*`` metrics are those of the best checkpoint (the one tested), saved in it
+    when it was written, not those of the last validation: a sweep optimizes the model it
+    reports. Config values the schema cannot check (e.g. a class name in a per-class
+    post-processing setting) and the checkpoint to resume from are checked before anything
+    is trained; every checkpoint is loaded tensors-only (``weights_only=True``).
     """
     L.seed_everything(cfg.seed, workers=True)
     ckpt_path = resolve_ckpt_path(cfg) if cfg.train else None
@@ -61,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_config(cfg, frame_hop=label_encoder(cfg, module).frame_hop)
     configure_wandb(cfg)
     if ckpt_path:
+        read_checkpoint(ckpt_path, "ckpt_path")  # refused before anything runs if unsafe
         log.info("resuming from %s", ckpt_path)
         warn_config_changes(cfg, ckpt_path)
     datamodule = build_datamodule(cfg, module)
@@ -69,16 +85,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule.prepare_data()
         datamodule.setup("fit" if cfg.train else "test")
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=False)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = best_checkpoint(trainer)
+    if best:  # the tested checkpoint's validation metrics, not the last epoch's
+        metrics.update(val_metrics(best))
     if cfg.test:
-        best = best_checkpoint(trainer)
         log.info("testing %s", best or "the current weights")
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         log.info(summary(metrics))
     log.info("outputs in %s", cfg.paths.output_dir)
-    return metrics
+    return RunResult(metrics, best or best_checkpoint(trainer, fallback_last=True))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
@@ -86,13 +104,14 @@ def main(cfg: DictConfig) -> float | None:
     write_run_info(cfg)  # run_info.json: package versions, overrides, start time
     try:
         if cfg.get("self_training") and cfg.self_training.rounds > 0:
-            metrics = run_rounds(cfg, train)
+            metrics = run_rounds(cfg, run)
         else:
             metrics = train(cfg)
     except ConfigError as err:  # one line naming the key, no traceback
         raise SystemExit(f"config error: {err}") from None
     except DataValidationError as err:  # every bad file and TSV row, no traceback
         raise SystemExit(f"data error: {err}") from None
+    # the tested (best) checkpoint's validation metric (see train)
     return metrics.get(cfg.optimized_metric) if cfg.optimized_metric else None
 
 

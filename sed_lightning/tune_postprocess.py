@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 import warnings
@@ -52,6 +51,7 @@ import yaml
 from sed_scores_eval import intersection_based
 from sed_scores_eval.base_modules.bootstrap import confidence_interval
 
+from sed_lightning.common import plain
 from sed_lightning.config import PostprocessConfig
 from sed_lightning.data.tsv import LabelFileError, read_durations_tsv, read_strong_tsv
 from sed_lightning.evaluation.metrics import compute_all, ground_truth_events
@@ -324,22 +324,13 @@ def write_tuned(run_dir: str | Path, tuning: Tuning, windows: Sequence[int]) -> 
         "# threshold maximizing event-based F1 (sed_eval). Use in a run:\n"
         f"#   hydra.searchpath=[file://{run_dir.resolve()}/conf] postprocess=tuned\n"
     )
-    text = header + yaml.safe_dump(_plain(tuning.postprocess), sort_keys=False)
+    text = header + yaml.safe_dump(plain(tuning.postprocess), sort_keys=False)
     path = run_dir / "postprocess_tuned.yaml"
     path.write_text(text)
     hydra_copy = run_dir / "conf" / "postprocess" / "tuned.yaml"
     hydra_copy.parent.mkdir(parents=True, exist_ok=True)
     hydra_copy.write_text(text)
     return path
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python numbers (for YAML/JSON)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # --------------------------------------------------------------------------- test metrics
@@ -426,15 +417,6 @@ def comparison_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> str
     return "\n".join(lines)
 
 
-def json_safe(value: Any) -> Any:
-    """NaN -> None (strict JSON)."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 def tune_run(
     run_dir: str | Path,
     windows: Sequence[int] = WINDOWS,
@@ -466,7 +448,7 @@ def evaluate_tuned(
         before["test/clip_map"] = after["test/clip_map"] = reported["test/clip_map"]
     after.update(psds_extras(test, windows, folds, iterations, mfi))
     after.update(versions())
-    text = json.dumps(json_safe(after), indent=2, sort_keys=True)
+    text = json.dumps(plain(after, nan=None), indent=2, sort_keys=True)
     (run_dir / "metrics_tuned.json").write_text(text)
     return before, after
 

@@ -1,10 +1,12 @@
 """Label-constrained fine-tuning (``+experiment=label_constraint``): label texts -> Transformer
 text classifier -> one label feature per class; the SED model is fine-tuned with its loss plus
-``lambda * KL`` between its projected clip feature and the label feature."""
+the ``label_constraint`` term, ``lambda * KL`` between its projected clip feature and the label
+feature."""
 
 from sed_lightning.labelconstraint.module import (
     ClipProjection,
-    LabelConstraintModule,
+    LabelConstraintTerm,
+    add_label_constraint,
     build_label_constraint_module,
     load_weights,
 )
@@ -20,10 +22,11 @@ from sed_lightning.labelconstraint.text import (
 
 __all__ = [
     "ClipProjection",
-    "LabelConstraintModule",
+    "LabelConstraintTerm",
     "LabelFeatures",
     "TextClassifier",
     "WordTokenizer",
+    "add_label_constraint",
     "build_label_constraint_module",
     "label_texts",
     "load_label_features",

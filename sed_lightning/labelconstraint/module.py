@@ -1,20 +1,24 @@
-"""Label-constrained fine-tuning: the SED loss plus ``lambda * KL(label feature || clip feature)``.
+"""Label-constrained fine-tuning: the ``label_constraint`` term of the training loss,
+``lambda * KL(label feature || clip feature)``, added to the SED loss.
 
 The clip feature is the model's frame embeddings pooled over time and projected by a new
 linear layer to the label-feature size; the label features come from the text classifier
 of :mod:`sed_lightning.labelconstraint.text` (or a ``.pt`` file). Fine-tuning starts from a
-converged checkpoint (weights only; the optimizer starts fresh).
+converged checkpoint (weights only; the optimizer starts fresh). The term is a
+:class:`~sed_lightning.losses.terms.LossTerm` in ``module.terms["label_constraint"]`` (its
+projection trains with the model; label features and lambda are checkpointed buffers), so
+it combines with any other term (e.g. the mean teacher's ``consistency``).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -27,7 +31,7 @@ from sed_lightning.labelconstraint.text import (
     text_label_features,
 )
 from sed_lightning.losses.label_constraint import label_constraint_kl
-from sed_lightning.losses.sed_loss import LossOutput
+from sed_lightning.losses.terms import LossTerm, sigmoid_rampup
 from sed_lightning.models.sed import SEDOutput
 from sed_lightning.training import checkpoints
 from sed_lightning.training.module import SEDModule
@@ -37,13 +41,16 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "ClipProjection",
-    "LabelConstraintModule",
+    "LabelConstraintTerm",
+    "add_label_constraint",
     "build_label_constraint_module",
     "load_weights",
 ]
 
-# State-dict entries the label constraint adds to a SEDModule.
-EXTRA_KEYS = ("clip_projection.", "label_features", "kl_lambda")
+NAME = "label_constraint"  # the term's name: module.terms[NAME], train/loss/label_constraint
+# State-dict entries the label constraint adds to a SEDModule (skipped when its checkpoint
+# initialises another run).
+EXTRA_KEYS = (f"terms.{NAME}.",)
 
 
 class ClipProjection(nn.Module):
@@ -97,111 +104,87 @@ def parse_lambda(value: Any) -> float:
     return number
 
 
-class LabelConstraintModule(SEDModule):
-    """:class:`SEDModule` whose loss adds ``lambda * KL`` between clip and label features.
+class LabelConstraintTerm(LossTerm):
+    """The ``label_constraint`` loss term: ``KL`` between the clip and label features.
 
     Args:
         label_features: ``(n_classes, dim)`` label features (kept as a buffer).
-        lambda_: the KL weight, or ``"auto"``: ``loss_sed / loss_kl`` of the first batch
-            with labelled clips (detached), fixed afterwards; a buffer, so checkpointed.
+        width: the model's embedding width (the projection's input).
+        lambda_: the KL weight, or ``"auto"``: ``(weak + strong loss) / KL`` of the first training
+            batch with labelled clips (detached; averaged over the processes), fixed
+            afterwards; a buffer, so checkpointed.
+        rampup: optimizer steps of the weight's sigmoid ramp-up (0: none).
         clip_pooling: ``"mean"`` or ``"attention"`` pooling of the embeddings over time.
         labels: the label features with their texts (written to ``output_dir`` at fit start).
         output_dir: where ``label_features.pt`` and ``label_texts.json`` go (``None``: nowhere).
-        **sed: the :class:`SEDModule` arguments.
     """
+
+    in_eval = True  # validation and test report val/loss/label_constraint too
 
     def __init__(
         self,
         label_features: torch.Tensor,
+        width: int,
         lambda_: float | str = "auto",
+        rampup: int = 0,
         clip_pooling: str = "mean",
         labels: LabelFeatures | None = None,
         output_dir: str | None = None,
-        **sed: Any,
     ) -> None:
-        super().__init__(**sed)
-        width = self.model.head.in_features
+        lam = parse_lambda(lambda_)
+        super().__init__(weight=lam, rampup=rampup)
         self.clip_projection = ClipProjection(width, label_features.shape[1], clip_pooling)
         self.register_buffer("label_features", label_features.detach().clone().float())
-        self.register_buffer("kl_lambda", torch.tensor(parse_lambda(lambda_)))
+        self.register_buffer("kl_lambda", torch.tensor(lam))
         self.labels = labels
         self.output_dir = output_dir
-        self._lambda_set = not math.isnan(parse_lambda(lambda_))
+        self._lambda_set = not math.isnan(lam)
 
-    def kl_loss(self, batch: SEDBatch, output: SEDOutput) -> torch.Tensor:
+    def forward(
+        self, module: L.LightningModule, batch: SEDBatch, features: torch.Tensor, output: SEDOutput
+    ) -> torch.Tensor:
         """KL term of the batch over its clips with clip labels (0 if none)."""
         clip = self.clip_projection(output.embeddings)
         return label_constraint_kl(clip, self.label_features, batch.weak_labels, batch.has_weak)
 
-    def current_lambda(self, sed: torch.Tensor, kl: torch.Tensor) -> torch.Tensor:
-        """The KL weight; with ``auto`` it is set once, from the first training batch with
-        ``kl > 0`` (``sed / kl`` averaged over the ranks that have one)."""
+    def weight_at(
+        self, module: L.LightningModule, value: torch.Tensor, base: torch.Tensor
+    ) -> torch.Tensor:
+        """lambda (ramped up); with ``auto`` it is set once, from the first training batch
+        with ``kl > 0`` (``base / kl`` averaged over the processes that have one)."""
         if not self._lambda_set and self.training:
-            self._set_lambda(sed.detach(), kl.detach())
-        return torch.nan_to_num(self.kl_lambda, nan=0.0)
+            self._set_lambda(module, base.detach(), value.detach())
+        ramp = sigmoid_rampup(module.global_step, self.rampup) if self.training else 1.0
+        return torch.nan_to_num(self.kl_lambda, nan=0.0) * ramp
 
-    def _set_lambda(self, sed: torch.Tensor, kl: torch.Tensor) -> None:
+    def _set_lambda(self, module: L.LightningModule, sed: torch.Tensor, kl: torch.Tensor) -> None:
         valid = (kl > 0).float()
         stats = torch.stack([valid * sed / kl.clamp(min=1e-12), valid])
-        if self._trainer is not None:  # every rank calls this at the same steps
-            stats = self.trainer.strategy.reduce(stats, reduce_op="sum")
+        if module._trainer is not None:  # every rank calls this at the same steps
+            stats = module.trainer.strategy.reduce(stats, reduce_op="sum")
         if stats[1] > 0:  # host sync only until lambda is set
             self.kl_lambda.copy_(stats[0] / stats[1])
             self._lambda_set = True
             log.info("label constraint: lambda = %.4g (auto)", self.kl_lambda.item())
 
-    def constrained_loss(
-        self, batch: SEDBatch, output: SEDOutput
-    ) -> tuple[LossOutput, dict[str, torch.Tensor]]:
-        """The SED loss with ``total`` = SED + lambda * KL, and the terms to log."""
-        sed = self.compute_loss(batch, output)
-        kl = self.kl_loss(batch, output)
-        lam = self.current_lambda(sed.total, kl)
-        terms = {"loss_sed": sed.total, "loss_kl": kl, "kl_lambda": lam}
-        total = sed.total + lam * kl
-        return LossOutput(total, sed.weak, sed.strong, sed.weak_weight, sed.strong_weight), terms
+    def callbacks(self) -> list[L.Callback]:
+        return [LabelConstraintFiles(self)]
 
-    def _log_terms(self, stage: str, terms: dict[str, torch.Tensor], batch_size: int) -> None:
-        self.log_dict(
-            {f"{stage}/{k}": v for k, v in terms.items()},
-            on_step=False,
-            on_epoch=True,
-            batch_size=batch_size,
-        )
 
-    def training_step(self, batch: SEDBatch, batch_idx: int) -> torch.Tensor:
-        batch, features = self.augmented(batch)
-        output = self.model(features)
-        loss, terms = self.constrained_loss(batch, output)
-        loss = self.with_consistency(batch, features, output, loss)
-        self._log_loss("train", loss, len(batch))
-        terms |= {"weak_weight": loss.weak_weight, "strong_weight": loss.strong_weight}
-        self._log_terms("train", terms, len(batch))
-        return loss.total
+class LabelConstraintFiles(L.Callback):
+    """The term's fit-time chores: after a resume the restored lambda counts as set; the
+    label features and texts are written to the run dir (global rank 0)."""
 
-    def _eval_step(self, stage: str, batch: SEDBatch) -> None:
-        output = self(batch.audio)
-        loss, terms = self.constrained_loss(batch, output)
-        self._log_loss(stage, loss, len(batch))
-        self._log_terms(stage, {k: terms[k] for k in ("loss_sed", "loss_kl")}, len(batch))
-        self.predictions[stage].add(batch.filenames, output)
+    def __init__(self, term: LabelConstraintTerm) -> None:
+        self.term = term
 
-    def on_train_start(self) -> None:
-        """After a resume the restored lambda counts as set."""
-        self._lambda_set = bool(torch.isfinite(self.kl_lambda))
+    def on_fit_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        term = self.term
+        if term.output_dir and term.labels is not None and trainer.is_global_zero:
+            save_label_features(term.output_dir, term.labels, module.class_names)
 
-    def on_fit_start(self) -> None:
-        if self.output_dir and self.labels is not None and self.trainer.is_global_zero:
-            save_label_features(self.output_dir, self.labels, self.class_names)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """The saved run config rebuilds this module without the starting checkpoint
-        (its weights are in this one)."""
-        super().on_save_checkpoint(checkpoint)
-        config = copy.deepcopy(self.run_config)
-        if isinstance(config.get("label_constraint"), dict):
-            config["label_constraint"]["ckpt"] = None
-        checkpoint["sed_config"] = config
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.term._lambda_set = bool(torch.isfinite(self.term.kl_lambda))
 
 
 def load_weights(module: SEDModule, path: str | Path) -> None:
@@ -228,28 +211,33 @@ def label_features_for(cfg: DictConfig, class_names: Sequence[str]) -> LabelFeat
     return result
 
 
-def build_label_constraint_module(cfg: DictConfig, module: SEDModule) -> LabelConstraintModule:
-    """The label-constrained version of a built :class:`SEDModule` (same front end, model,
-    loss, optimizer, scheduler and augmentation), with the weights of ``label_constraint.ckpt``
-    if set."""
+def add_label_constraint(module: SEDModule, term: LabelConstraintTerm) -> SEDModule:
+    """``module`` with ``term`` as its ``label_constraint`` loss term."""
+    module.terms[NAME] = term
+    return module
+
+
+def build_label_constraint_module(cfg: DictConfig, module: SEDModule) -> SEDModule:
+    """A built :class:`SEDModule` with the ``label_constraint`` term of ``cfg.label_constraint``
+    added, and the weights of ``label_constraint.ckpt`` if set.
+
+    Its saved run config gets ``label_constraint.ckpt = null``: the checkpoints of this run
+    rebuild it without the starting checkpoint (its weights are in them)."""
     lc = cfg.label_constraint
     if lc.get("ckpt"):
         load_weights(module, lc.ckpt)
     else:
         log.info("label_constraint.ckpt is null: the label constraint starts from fresh weights")
+    if isinstance(module.run_config.get(NAME), dict):
+        module.run_config[NAME] = {**module.run_config[NAME], "ckpt": None}
     labels = label_features_for(cfg, module.class_names)
-    return LabelConstraintModule(
+    term = LabelConstraintTerm(
         label_features=labels.features,
+        width=module.model.head.in_features,
         lambda_=lc.get("lambda_", "auto"),
+        rampup=lc.get("rampup", 0),
         clip_pooling=lc.get("clip_pooling", "mean"),
         labels=labels,
         output_dir=cfg.paths.get("output_dir"),
-        frontend=module.frontend,
-        model=module.model,
-        loss=module.loss,
-        optimizer=module.optimizer_factory,
-        scheduler=module.scheduler_factory,
-        class_names=module.class_names,
-        run_config=module.run_config,
-        augment=module.augment,
     )
+    return add_label_constraint(module, term)

@@ -1,37 +1,32 @@
 """Mean-teacher consistency: the ramp-up of its weight and the masked student/teacher MSE.
 
-Used by :class:`~sed_lightning.training.mean_teacher.MeanTeacher` (as in the DCASE Task 4
-baseline: Tarvainen & Valpola 2017, ramp-up of Laine & Aila 2017).
+Used by :class:`~sed_lightning.training.mean_teacher.ConsistencyTerm` (as in the DCASE Task 4
+baseline: Tarvainen & Valpola 2017; the ramp-up, Laine & Aila 2017, is every term's:
+:func:`~sed_lightning.losses.terms.sigmoid_rampup`).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 
+from sed_lightning.data.batch import KINDS
 from sed_lightning.losses.sed_loss import masked_mean
+from sed_lightning.losses.terms import sigmoid_rampup
 
-KINDS = ("strong", "weak", "unlabeled")
+__all__ = ["KINDS", "clip_kind_masks", "consistency_mse", "covered_clips", "sigmoid_rampup"]
 
 
-def sigmoid_rampup(step: int, rampup_steps: int) -> float:
-    """``exp(-5 (1 - t)^2)`` with ``t = step / rampup_steps`` clipped to ``[0, 1]``.
+def clip_kind_masks(has_weak: torch.Tensor, has_strong: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each clip's kind as a mask: ``strong`` (frame labels), ``weak`` (clip labels only),
+    ``unlabeled`` (none). Every clip is of exactly one kind.
 
-    Starts at ``exp(-5) ~ 0.0067``, reaches 1 at ``rampup_steps`` and stays there;
-    ``rampup_steps <= 0`` means no ramp-up (always 1).
-
-    Example:
-        >>> round(sigmoid_rampup(0, 100), 4), round(sigmoid_rampup(50, 100), 4)
-        (0.0067, 0.2865)
-        >>> sigmoid_rampup(100, 100), sigmoid_rampup(500, 100), sigmoid_rampup(0, 0)
-        (1.0, 1.0, 1.0)
+    >>> masks = clip_kind_masks(torch.tensor([True, True, False]), torch.tensor([True, False, False]))
+    >>> {k: v.tolist() for k, v in masks.items()}
+    {'strong': [True, False, False], 'weak': [False, True, False], 'unlabeled': [False, False, True]}
     """
-    if rampup_steps <= 0:
-        return 1.0
-    t = min(max(step / rampup_steps, 0.0), 1.0)
-    return math.exp(-5.0 * (1.0 - t) ** 2)
+    return {"strong": has_strong, "weak": has_weak & ~has_strong, "unlabeled": ~has_weak}
 
 
 def covered_clips(
@@ -54,7 +49,7 @@ def covered_clips(
         >>> covered_clips(has_weak, has_strong, ["unlabeled"]).tolist()
         [False, False, True]
     """
-    masks = {"strong": has_strong, "weak": has_weak & ~has_strong, "unlabeled": ~has_weak}
+    masks = clip_kind_masks(has_weak, has_strong)
     covered = torch.zeros_like(has_strong, dtype=torch.bool)
     for kind in kinds:
         covered = covered | masks[kind]

@@ -1,13 +1,18 @@
-"""Weak + strong loss of the seed method."""
+"""Weak + strong loss of the seed method: the ``weak`` and ``strong`` terms of the training
+loss (the other terms: :mod:`sed_lightning.losses.terms`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from omegaconf import OmegaConf
 from torch import nn
 from torch.nn.functional import binary_cross_entropy
+
+from sed_lightning.losses.terms import sigmoid_rampup
 
 _EPS = 1e-7
 
@@ -60,7 +65,8 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class SEDLoss(nn.Module):
-    """``total = w_weak * L_weak + w_strong * L_strong`` with per-class BCE summed over classes.
+    """``total = w_weak * L_weak + w_strong * L_strong`` with per-class BCE summed over classes:
+    the ``weak`` and ``strong`` terms of the training loss.
 
     The weak loss covers every clip with clip labels (weak clips, strong clips whose tags
     are derived from their events, pseudo-labelled clips); the strong loss covers only the
@@ -73,12 +79,11 @@ class SEDLoss(nn.Module):
             share of each kind among the labelled clips of the batch: a kind whose share is
             below ``min_share`` gets weight 0, the others weight 1 (the seed method: 1:1 mix
             -> both 1; fewer than 10 % strong clips -> strong loss ignored).
+            With ``"auto"`` these 0/1 weights multiply ``weak_weight`` / ``strong_weight``.
         min_share: the share under which a kind is ignored with ``weighting="auto"``.
-        consistency_weight: the mean-teacher consistency weight once ramped up (0: off).
-            Only stored here (``forward`` ignores it): the
-            :class:`~sed_lightning.training.mean_teacher.MeanTeacher` callback reads it from
-            ``loss.consistency_weight`` in the config and adds the term in the training step.
-        consistency_rampup: optimizer steps of its sigmoid ramp-up (stored, as above).
+        weak_rampup, strong_rampup: optimizer steps of each term's sigmoid ramp-up
+            (:func:`~sed_lightning.losses.terms.sigmoid_rampup`; 0: none), applied when
+            ``forward`` gets the ``step``.
 
     Shape:
         - weak_pred, weak_target: ``(batch, n_classes)``
@@ -92,8 +97,8 @@ class SEDLoss(nn.Module):
         strong_weight: float = 1.0,
         weighting: Literal["fixed", "auto"] = "fixed",
         min_share: float = 0.1,
-        consistency_weight: float = 0.0,
-        consistency_rampup: int = 0,
+        weak_rampup: int = 0,
+        strong_rampup: int = 0,
     ) -> None:
         super().__init__()
         if weighting not in ("fixed", "auto"):
@@ -102,23 +107,30 @@ class SEDLoss(nn.Module):
         self.strong_weight = strong_weight
         self.weighting = weighting
         self.min_share = min_share
-        self.consistency_weight = consistency_weight
-        self.consistency_rampup = consistency_rampup
+        self.weak_rampup = int(weak_rampup)
+        self.strong_rampup = int(strong_rampup)
 
     def weights(
-        self, has_weak: torch.Tensor, has_strong: torch.Tensor
+        self, has_weak: torch.Tensor, has_strong: torch.Tensor, step: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(w_weak, w_strong)`` for a batch with these masks (0-d tensors)."""
+        """``(w_weak, w_strong)`` for a batch with these masks (0-d tensors), ramped up to
+        optimizer step ``step`` (``None``: fully)."""
+        w_weak, w_strong = self.weak_weight, self.strong_weight
+        if step is not None:
+            w_weak *= sigmoid_rampup(step, self.weak_rampup)
+            w_strong *= sigmoid_rampup(step, self.strong_rampup)
+        as_tensor = has_weak.new_tensor
+        weights = as_tensor(w_weak, dtype=torch.float), as_tensor(w_strong, dtype=torch.float)
         if self.weighting == "fixed":
-            as_tensor = has_weak.new_tensor
-            return as_tensor(self.weak_weight, dtype=torch.float), as_tensor(
-                self.strong_weight, dtype=torch.float
-            )
+            return weights
         n_labelled = has_weak.sum().clamp(min=1).float()
         n_strong = (has_strong & has_weak).sum().float()
         weak_share = (has_weak.sum() - n_strong) / n_labelled
         strong_share = n_strong / n_labelled
-        return (weak_share >= self.min_share).float(), (strong_share >= self.min_share).float()
+        return (
+            weights[0] * (weak_share >= self.min_share).float(),
+            weights[1] * (strong_share >= self.min_share).float(),
+        )
 
     def forward(
         self,
@@ -128,8 +140,53 @@ class SEDLoss(nn.Module):
         strong_target: torch.Tensor,
         has_weak: torch.Tensor,
         has_strong: torch.Tensor,
+        step: int | None = None,
     ) -> LossOutput:
         weak = masked_mean(per_item_bce(weak_pred, weak_target), has_weak)
         strong = masked_mean(per_item_bce(strong_pred, strong_target), has_strong)
-        w_weak, w_strong = self.weights(has_weak, has_strong)
+        w_weak, w_strong = self.weights(has_weak, has_strong, step)
         return LossOutput(w_weak * weak + w_strong * strong, weak, strong, w_weak, w_strong)
+
+
+def loss_settings(node: Any) -> dict[str, Any]:
+    """The ``loss`` config as ``{"weighting", "min_share", "terms": {name: settings}}``.
+
+    Also reads the flat keys of checkpoints saved before the loss terms
+    (``weak_weight``, ``strong_weight``, ``consistency_weight``, ``consistency_rampup``).
+
+    >>> loss_settings({"weak_weight": 0.5, "consistency_weight": 2.0})["terms"]["consistency"]
+    {'weight': 2.0, 'rampup': 0}
+    """
+    raw = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    raw = dict(raw or {})
+    raw.pop("_target_", None)
+    terms: dict[str, dict[str, Any]] = {k: dict(v or {}) for k, v in raw.pop("terms", {}).items()}
+    legacy = {"weak_weight": ("weak", "weight"), "strong_weight": ("strong", "weight")}
+    legacy |= {"consistency_weight": ("consistency", "weight")}
+    legacy |= {"consistency_rampup": ("consistency", "rampup")}
+    for key, (term, setting) in legacy.items():
+        if key in raw:
+            terms.setdefault(term, {}).setdefault(setting, raw.pop(key))
+    for name, term in terms.items():
+        term.setdefault("weight", 0.0 if name == "consistency" else 1.0)
+        term.setdefault("rampup", 0)
+    return {
+        "weighting": raw.pop("weighting", "fixed"),
+        "min_share": raw.pop("min_share", 0.1),
+        "terms": terms,
+        **raw,
+    }
+
+
+def build_sed_loss(settings: Mapping[str, Any]) -> SEDLoss:
+    """The weak + strong terms of :func:`loss_settings`'s result."""
+    terms = settings["terms"]
+    weak, strong = terms.get("weak", {}), terms.get("strong", {})
+    return SEDLoss(
+        weak_weight=weak.get("weight", 1.0),
+        strong_weight=strong.get("weight", 1.0),
+        weighting=settings["weighting"],
+        min_share=settings["min_share"],
+        weak_rampup=weak.get("rampup", 0),
+        strong_rampup=strong.get("rampup", 0),
+    )

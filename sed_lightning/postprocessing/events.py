@@ -17,26 +17,17 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import median_filter
 
+from sed_lightning.common import plain
 from sed_lightning.data.labels import active_runs
+from sed_lightning.data.tsv import STRONG_COLUMNS
 
-EVENT_COLUMNS = ["filename", "onset", "offset", "event_label"]
+EVENT_COLUMNS = list(STRONG_COLUMNS)  # the DESED strong-label columns (one home: data/tsv.py)
 DEFAULT_KEY = "default"
 # Onsets/offsets are rounded to this many decimals (1 µs) so that e.g. ``3 * 0.1`` is written as
 # ``0.3`` rather than ``0.30000000000000004``.
 TIME_DECIMALS = 6
 
 PerClass = float | Mapping[str, float]
-
-
-def _to_plain(value: Any) -> Any:
-    """Convert omegaconf containers (DictConfig / ListConfig) to plain Python objects."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf is a hard dependency
-        return value
-    if isinstance(value, DictConfig | ListConfig):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
 
 
 def empty_event_table() -> pd.DataFrame:
@@ -57,7 +48,7 @@ def resolve_per_class(name: str, value: PerClass, class_names: Sequence[str]) ->
     >>> resolve_per_class("threshold", {"Dog": 0.3, "default": 0.5}, ["Cat", "Dog"])
     {'Cat': 0.5, 'Dog': 0.3}
     """
-    value = _to_plain(value)
+    value = plain(value)
     if isinstance(value, Mapping):
         unknown = [key for key in value if key != DEFAULT_KEY and key not in class_names]
         if unknown:
@@ -153,7 +144,7 @@ class PostProcessor:
         threshold: PerClass = 0.5,
         min_duration: PerClass = 0.0,
     ) -> None:
-        class_names = [str(c) for c in _to_plain(class_names)]
+        class_names = [str(c) for c in plain(class_names)]
         if not class_names:
             raise ValueError("class_names must not be empty")
         if len(set(class_names)) != len(class_names):
@@ -194,7 +185,7 @@ class PostProcessor:
         ... ).threshold
         {'Cat': 0.5, 'Dog': 0.3}
         """
-        params = dict(_to_plain(cfg) or {})
+        params = dict(plain(cfg) or {})
         params = {k: v for k, v in params.items() if not str(k).startswith("_")}
         if class_names is not None:
             params["class_names"] = class_names

@@ -11,7 +11,13 @@ labels refreshed by the newest model). Everything goes under the run dir::
     rounds/round_K/lineage.json        which checkpoint labelled what, with which thresholds
 
 Starting the same command again in the same run dir (``hydra.run.dir=<run dir>``) skips the
-finished rounds and resumes the unfinished one from its ``last.ckpt`` if it has one.
+finished rounds and resumes the unfinished one from its ``last.ckpt`` if it has one, with the
+pseudo-labels it started with.
+
+Under DDP (``trainer=ddp``, torchrun, SLURM) every process runs the rounds, but only global
+rank 0 labels and writes ``pseudo_labels.tsv``, ``lineage.json`` and ``rounds.json``; the
+other processes wait for it (a barrier once the process group exists, else until the round's
+``lineage.json`` appears) and then read the same files.
 """
 
 from __future__ import annotations
@@ -19,13 +25,18 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as dist
+from lightning.fabric.utilities.rank_zero import _get_rank
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from sed_lightning.common import HEADLINE_METRICS, plain
 from sed_lightning.data.tsv import write_durations_tsv, write_weak_tsv
 from sed_lightning.inference import Predictor
 from sed_lightning.selftraining.pseudo_labels import (
@@ -39,9 +50,49 @@ from sed_lightning.training.build import build_datamodule
 log = logging.getLogger(__name__)
 
 PSEUDO_SET = "pseudo_weak"
-HEADLINE = ("event_f1", "segment_f1", "psds1", "psds2", "clip_map")
 
-TrainFn = Callable[[DictConfig], dict[str, float]]
+if TYPE_CHECKING:
+    from sed_lightning.train import RunResult
+
+RunFn = Callable[[DictConfig], "RunResult"]
+# How long a process other than rank 0 waits for rank 0's pseudo-labels without a process group.
+WAIT_S = float(os.environ.get("SED_SELFTRAINING_WAIT_S", 3600))
+
+
+def global_rank() -> int:
+    """This process's global rank: the process group's, else the launcher's environment
+    (``RANK`` / ``LOCAL_RANK`` / ``SLURM_PROCID``: set before any trainer started), else 0."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return _get_rank() or 0
+
+
+def barrier() -> None:
+    """Wait for every process (only when a process group with several processes exists)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def write_json(path: Path, value: Any) -> Path:
+    """``value`` as indented JSON, written atomically (a kill or a reader never sees half)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def wait_for_lineage(path: Path, ckpt: str, timeout: float | None = None) -> dict[str, Any]:
+    """Poll until rank 0 has written ``path`` for checkpoint ``ckpt`` (not a stale one of an
+    earlier attempt); at most ``timeout`` s (default ``WAIT_S``). Returns the record."""
+    deadline = time.monotonic() + (WAIT_S if timeout is None else timeout)
+    while True:
+        if path.exists():
+            lineage = json.loads(path.read_text())  # written atomically: never half a file
+            if lineage.get("labelled_by") == ckpt:
+                return lineage
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank {global_rank()}: rank 0 never wrote {path} for {ckpt}")
+        time.sleep(0.2)
 
 
 def round_dir(run_dir: Path, k: int) -> Path:
@@ -54,10 +105,10 @@ def load_summary(run_dir: Path) -> dict[str, Any]:
 
 
 def save_summary(run_dir: Path, summary: dict[str, Any]) -> Path:
+    """Write ``rounds.json`` (global rank 0 only; the others keep the summary in memory)."""
     path = run_dir / "rounds.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(path)  # atomic: a kill never leaves a half-written summary
+    if global_rank() == 0:
+        write_json(path, summary)
     return path
 
 
@@ -69,7 +120,7 @@ def with_deltas(entry: dict[str, Any], previous: dict[str, Any] | None, first: d
         entry[name] = {
             k: entry["test"][k] - ref["test"][k]
             for k in entry["test"]
-            if k in ref["test"] and k.split("/")[-1] in HEADLINE
+            if k in ref["test"] and k.split("/")[-1] in HEADLINE_METRICS
         }
     return entry
 
@@ -92,12 +143,43 @@ def round_config(cfg: DictConfig, k: int, out: Path, extra: dict[str, Any]) -> D
 
 
 def pseudo_label(cfg: DictConfig, k: int, out: Path, previous: dict[str, Any]) -> dict[str, Any]:
-    """Label the unlabeled set with the previous round's best checkpoint; write round files.
+    """The lineage record of round ``k``'s pseudo-labels (``out/lineage.json``).
 
-    Returns the lineage record (also written to ``out/lineage.json``).
+    Global rank 0 labels the unlabeled set with the previous round's best checkpoint and
+    writes the round's files (:func:`write_pseudo_labels`), unless an interrupted attempt of
+    this round already did with that checkpoint (the resumed round keeps its data). The other
+    processes wait for rank 0 and read its ``lineage.json``.
     """
-    st = cfg.self_training
     ckpt = previous["best_checkpoint"]
+    path = out / "lineage.json"
+    if global_rank() == 0:
+        lineage = json.loads(path.read_text()) if path.exists() else None
+        if lineage is not None and lineage.get("labelled_by") == ckpt:
+            log.info("round %d: pseudo-labels of an earlier attempt reused (%s)", k, path)
+        else:
+            lineage = write_pseudo_labels(cfg, k, out, ckpt, previous)
+        barrier()
+        return lineage
+    barrier()  # rank 0 writes meanwhile
+    # without a process group yet (this process was started after rank 0 labelled, or by
+    # torchrun beside it) the file itself is the signal
+    lineage = wait_for_lineage(path, ckpt)
+    log.info(
+        "round %d: rank %d reads the %d pseudo-labelled clips rank 0 wrote (%s)",
+        k,
+        global_rank(),
+        lineage["n_pseudo_clips"],
+        path,
+    )
+    return lineage
+
+
+def write_pseudo_labels(
+    cfg: DictConfig, k: int, out: Path, ckpt: str, previous: dict[str, Any]
+) -> dict[str, Any]:
+    """Label the unlabeled set with ``ckpt``; write ``pseudo_labels.tsv``,
+    ``pseudo_durations.tsv`` and, last, ``lineage.json``. Returns the lineage record."""
+    st = cfg.self_training
     if not ckpt or not Path(ckpt).exists():
         raise FileNotFoundError(
             f"round {k - 1} has no best checkpoint to pseudo-label with ({ckpt!r})"
@@ -131,7 +213,7 @@ def pseudo_label(cfg: DictConfig, k: int, out: Path, previous: dict[str, Any]) -
         "clips": list(table["filename"]),
         "audio_dir": datamodule.sources[st.unlabeled_set].audio_dir,
     }
-    (out / "lineage.json").write_text(json.dumps(lineage, indent=2) + "\n")
+    write_json(out / "lineage.json", lineage)  # last: its presence means the round's files are
     log.info(
         "round %d: %d of %d unlabeled clips pseudo-labelled by %s -> %s",
         k,
@@ -156,17 +238,18 @@ def pseudo_data(cfg: DictConfig, lineage: dict[str, Any]) -> dict[str, Any]:
     return {"data.sets": sets, "data.train_sets": train_sets}
 
 
-def run_rounds(cfg: DictConfig, train_fn: TrainFn) -> dict[str, float]:
-    """Round 0 and ``cfg.self_training.rounds`` self-training rounds; returns the last metrics."""
+def run_rounds(cfg: DictConfig, run_fn: RunFn) -> dict[str, float]:
+    """Round 0 and ``cfg.self_training.rounds`` self-training rounds; returns the last metrics.
+
+    ``run_fn`` trains and tests one round (:func:`sed_lightning.train.run`): its metrics and
+    its best checkpoint (from the trainer's checkpoint callbacks) go into ``rounds.json``.
+    """
     st = cfg.self_training
     if st.init not in ("continue", "scratch"):
         raise ValueError(f"self_training.init must be 'continue' or 'scratch', got {st.init!r}")
     run_dir = Path(cfg.paths.output_dir)
     summary = load_summary(run_dir)
-    thresholds = st.thresholds
-    if OmegaConf.is_config(thresholds):
-        thresholds = OmegaConf.to_container(thresholds)
-    summary.update(n_rounds=int(st.rounds), thresholds=thresholds)
+    summary.update(n_rounds=int(st.rounds), thresholds=plain(st.thresholds))
     done = {entry["round"]: entry for entry in summary["rounds"]}
     metrics: dict[str, float] = {}
     for k in range(int(st.rounds) + 1):
@@ -183,8 +266,9 @@ def run_rounds(cfg: DictConfig, train_fn: TrainFn) -> dict[str, float]:
             if st.init == "continue":
                 extra["init_from"] = previous["best_checkpoint"]
         log.info("self-training round %d of %d -> %s", k, int(st.rounds), out)
-        metrics = train_fn(round_config(cfg, k, out, extra))
-        entry = round_entry(k, out, metrics, lineage, extra.get("init_from"))
+        result = run_fn(round_config(cfg, k, out, extra))
+        metrics = result.metrics
+        entry = round_entry(k, out, result, lineage, extra.get("init_from"))
         first = done.get(0, entry)
         done[k] = with_deltas(entry, done.get(k - 1), first if k else None)
         summary["rounds"] = [done[i] for i in sorted(done)]
@@ -193,21 +277,21 @@ def run_rounds(cfg: DictConfig, train_fn: TrainFn) -> dict[str, float]:
 
 
 def round_entry(
-    k: int, out: Path, metrics: dict[str, float], lineage: dict | None, init_from: str | None
+    k: int, out: Path, result: RunResult, lineage: dict | None, init_from: str | None
 ) -> dict[str, Any]:
     """The ``rounds.json`` record of a finished round."""
     n_weak = count_clips(out, "weak")
     entry: dict[str, Any] = {
         "round": k,
         "output_dir": str(out),
-        "best_checkpoint": best_checkpoint_path(out),
+        "best_checkpoint": result.best_checkpoint,
         "n_weak_clips": n_weak,
         "n_strong_clips": count_clips(out, "strong"),
         "n_pseudo_clips": lineage["n_pseudo_clips"] if lineage else 0,
         "pseudo_clips": lineage["clips"] if lineage else [],
         "labelled_by": lineage["labelled_by"] if lineage else None,
         "init_from": init_from,
-        "test": {k2: v for k2, v in metrics.items() if k2.startswith("test/")},
+        "test": {k2: v for k2, v in result.metrics.items() if k2.startswith("test/")},
     }
     return entry
 
@@ -219,12 +303,3 @@ def count_clips(out: Path, kind: str) -> int:
         return 0
     sets = json.loads(path.read_text())
     return sum(s["n_clips"] for s in sets.values() if s["training"] and s["kind"] == kind)
-
-
-def best_checkpoint_path(out: Path) -> str:
-    """The round's best checkpoint (the ``best-*`` one the evaluation tested); "" if none."""
-    found = sorted((out / "checkpoints").glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if found:
-        return str(found[-1])
-    last = out / "checkpoints" / "last.ckpt"
-    return str(last) if last.exists() else ""

@@ -1,14 +1,18 @@
-"""Checkpoint weights: the layout upgrade for older checkpoints, and initialising a
-module's weights from a checkpoint (not a resume: no optimizer state)."""
+"""Checkpoints: reading one safely (tensors and plain containers only), the layout upgrade
+for older checkpoints, initialising a module's weights from a checkpoint (not a resume: no
+optimizer state), the validation metrics a checkpoint was saved with, and the run's best
+checkpoint."""
 
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import lightning as L
 import torch
 from torch import nn
 
@@ -19,11 +23,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The validation metrics of the moment a checkpoint was saved (SEDModule.on_save_checkpoint):
+# a sweep optimizes the tested (best) checkpoint's metric, not the last epoch's.
+VAL_METRICS_KEY = "val_metrics"
+
 # The layout a checkpoint's state dict is in, saved as ``checkpoint[LAYOUT_KEY]``.
 # 1 (or absent): up to 0.1.0, front end and Conformer from the end-of-life audio library;
-# 2: this package's own LogMelFrontend and ConformerBlock.
+# 2: this package's own LogMelFrontend and ConformerBlock;
+# 3: the label constraint's weights under its loss term (``terms.label_constraint.``).
 LAYOUT_KEY = "sed_lightning_layout"
-LAYOUT = 2
+LAYOUT = 3
+# Layout 2's label-constraint entries (top level of the LabelConstraintModule) -> layout 3's.
+_TERM_RENAMES = {
+    "clip_projection.": "terms.label_constraint.clip_projection.",
+    "label_features": "terms.label_constraint.label_features",
+    "kl_lambda": "terms.label_constraint.kl_lambda",
+}
 
 # Layout 1's Conformer names inside one block -> ConformerBlock's.
 _BLOCK_RENAMES = (
@@ -48,9 +63,9 @@ _LEGACY_DERIVED = {"mel.spectrogram.window": "window", "mel.mel_scale.fb": "filt
 def upgrade_state_dict(
     state_dict: Mapping[str, torch.Tensor], module: nn.Module, source: str = "checkpoint"
 ) -> dict[str, torch.Tensor]:
-    """``state_dict`` in the current layout, converted from layout 1 if needed.
+    """``state_dict`` in the current layout, converted from layout 1 or 2 if needed.
 
-    Conformer weights are renamed to :class:`~sed_lightning.models.conformer.ConformerBlock`'s
+    Layout 2's label-constraint entries move under ``terms.label_constraint.``. Conformer weights are renamed to :class:`~sed_lightning.models.conformer.ConformerBlock`'s
     names (same tensors, same order, so optimizer state still matches). The front end's
     saved window and mel filterbank are dropped after checking that they equal the ones
     ``module``'s front end derives from its settings. A conversion is always logged.
@@ -61,6 +76,10 @@ def upgrade_state_dict(
     out: dict[str, torch.Tensor] = {}
     renamed, dropped = 0, 0
     for key, value in state_dict.items():
+        term_key = next((k for k in _TERM_RENAMES if key.startswith(k)), None)
+        if term_key is not None:
+            out[_TERM_RENAMES[term_key] + key[len(term_key) :]] = value
+            continue
         derived = next((d for d in _LEGACY_DERIVED if key.endswith("frontend." + d)), None)
         if derived is not None:
             current = key[: -len(derived)] + _LEGACY_DERIVED[derived]
@@ -99,6 +118,48 @@ def upgrade_checkpoint(checkpoint: dict, module: nn.Module, source: str = "check
     checkpoint[LAYOUT_KEY] = LAYOUT
 
 
+def read_checkpoint(path: str | Path, setting: str = "checkpoint") -> dict:
+    """A checkpoint file read with ``torch.load(weights_only=True)``: tensors, numbers,
+    strings and containers only, never pickled code (a checkpoint from someone else cannot run
+    anything when loaded). Every checkpoint this project writes loads this way.
+
+    Raises:
+        ConfigError: no such file, not a torch file, or a file carrying other objects (e.g.
+            a pickled callable); the message names ``setting`` and the file.
+    """
+    if not Path(path).is_file():
+        raise ConfigError(f"{setting}: no checkpoint file {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # objects beyond tensors and plain containers
+        why = next((x for x in str(err).splitlines() if "WeightsUnpickler" in x), "")
+        raise ConfigError(
+            f"{setting}: refused to load {path}: it holds objects other than tensors and "
+            f"plain containers, which could run code when loaded. {why}".rstrip()
+        ) from err
+    except Exception as err:  # not a torch file, truncated, ...
+        raise ConfigError(f"{setting}: cannot read {path}: {err}") from err
+
+
+def best_checkpoint(trainer: L.Trainer, fallback_last: bool = False) -> str:
+    """The run's best checkpoint: that of the first ModelCheckpoint monitoring a metric;
+    with ``fallback_last`` and no such checkpoint, the latest one a ModelCheckpoint without
+    a metric saved (``last.ckpt``); ``""``: none. The one way the project finds it (``train``
+    tests it, self-training labels with it)."""
+    saved = [c for c in trainer.checkpoint_callbacks if getattr(c, "best_model_path", "")]
+    for callback in saved:
+        if getattr(callback, "monitor", None):
+            return callback.best_model_path
+    unmonitored = [c.best_model_path for c in saved if not getattr(c, "monitor", None)]
+    return unmonitored[0] if fallback_last and unmonitored else ""
+
+
+def val_metrics(path: str | Path) -> dict[str, float]:
+    """The validation metrics a checkpoint was saved with (``{}`` for an older checkpoint)."""
+    saved = read_checkpoint(path).get(VAL_METRICS_KEY) or {}
+    return {str(k): float(v) for k, v in saved.items()}
+
+
 def load_weights(
     module: SEDModule, path: str | Path, setting: str, skip_prefixes: Sequence[str] = ()
 ) -> None:
@@ -116,12 +177,7 @@ def load_weights(
     ConfigError
         Missing or unreadable file, other class names, or weights that do not fit.
     """
-    if not Path(path).is_file():
-        raise ConfigError(f"{setting}: no checkpoint file {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # not a torch file, or objects beyond tensors and containers
-        raise ConfigError(f"{setting}: cannot read {path}: {err}") from err
+    checkpoint = read_checkpoint(path, setting)
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise ConfigError(f"{setting}: {path} is not a Lightning checkpoint")
     saved_classes = checkpoint.get("class_names")

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -13,11 +12,14 @@ from torch import nn
 
 from sed_lightning.data.batch import SEDBatch
 from sed_lightning.losses.sed_loss import LossOutput, SEDLoss
+from sed_lightning.losses.terms import LossTerm
 from sed_lightning.models.sed import SEDModel, SEDOutput
-from sed_lightning.training.checkpoints import LAYOUT, LAYOUT_KEY, upgrade_checkpoint
-
-if TYPE_CHECKING:
-    from sed_lightning.training.mean_teacher import MeanTeacher
+from sed_lightning.training.checkpoints import (
+    LAYOUT,
+    LAYOUT_KEY,
+    VAL_METRICS_KEY,
+    upgrade_checkpoint,
+)
 
 
 class StagePredictions:
@@ -44,7 +46,7 @@ class SEDModule(L.LightningModule):
     Args:
         frontend: waveform -> features module.
         model: the SED network.
-        loss: weak + strong loss.
+        loss: the weak + strong terms of the training loss.
         optimizer: factory ``optimizer(params)`` (Hydra ``_partial_``).
         scheduler: factory ``scheduler(optimizer)`` stepped every step, or ``None``.
         class_names: ordered class names (saved with the checkpoint).
@@ -54,10 +56,13 @@ class SEDModule(L.LightningModule):
             (:class:`~sed_lightning.features.augment.Augmentation`: ``augment(batch,
             frame_samples)`` on the batch, ``augment.features(x)`` on the features), or
             ``None``. Only the training step uses it.
+        terms: the other terms of the training loss by name
+            (:class:`~sed_lightning.losses.terms.LossTerm`: mean-teacher ``consistency``,
+            ``label_constraint``, ...); their callbacks join the trainer's
+            (:meth:`configure_callbacks`).
 
-    ``teacher`` is set by the :class:`~sed_lightning.training.mean_teacher.MeanTeacher`
-    callback (a plain attribute, not a submodule); while set, the training loss gets its
-    consistency term (:meth:`with_consistency`).
+    The training loss is ``sum_k weight_k(step) * value_k`` over ``weak``, ``strong`` and
+    ``terms`` (:meth:`loss_terms`); each is logged as ``<stage>/loss/<name>``.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class SEDModule(L.LightningModule):
         class_names: Sequence[str],
         run_config: dict | None = None,
         augment: nn.Module | None = None,
+        terms: Mapping[str, LossTerm] | None = None,
     ) -> None:
         super().__init__()
         self.frontend = frontend
@@ -80,13 +86,16 @@ class SEDModule(L.LightningModule):
         self.class_names = list(class_names)
         self.run_config = run_config or {}
         self.augment = augment
+        self.terms = nn.ModuleDict(dict(terms or {}))
         self.predictions: dict[str, StagePredictions] = {}
-        self.teacher: MeanTeacher | None = None
 
     def forward(self, audio: torch.Tensor) -> SEDOutput:
         return self.model(self.frontend(audio))
 
-    def compute_loss(self, batch: SEDBatch, output: SEDOutput) -> LossOutput:
+    def compute_loss(
+        self, batch: SEDBatch, output: SEDOutput, step: int | None = None
+    ) -> LossOutput:
+        """The weak + strong terms (ramped up to optimizer step ``step``; ``None``: fully)."""
         return self.loss(
             output.weak,
             output.strong,
@@ -94,24 +103,37 @@ class SEDModule(L.LightningModule):
             batch.strong_labels,
             batch.has_weak,
             batch.has_strong,
+            step=step,
         )
 
-    def _log_loss(self, stage: str, loss: LossOutput, batch_size: int) -> None:
+    def loss_terms(
+        self, batch: SEDBatch, features: torch.Tensor, output: SEDOutput, training: bool = True
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """``{name: (value, weight)}`` of every term of the loss on this batch (in
+        evaluation, ``training=False``: the weak/strong terms and those with ``in_eval``)."""
+        sed = self.compute_loss(batch, output, self.global_step if training else None)
+        terms = {"weak": (sed.weak, sed.weak_weight), "strong": (sed.strong, sed.strong_weight)}
+        for name, term in self.terms.items():
+            if training or term.in_eval:
+                value = term(self, batch, features, output)
+                terms[name] = (value, term.weight_at(self, value, sed.total))
+        return terms
+
+    def log_loss(
+        self, stage: str, terms: dict[str, tuple[torch.Tensor, torch.Tensor]], batch_size: int
+    ) -> torch.Tensor:
+        """Log ``<stage>/loss`` and every term's ``<stage>/loss/<name>`` (and, in training,
+        ``train/weight/<name>``); returns the total."""
+        total = sum(weight * value for value, weight in terms.values())
         on_step = stage == "train"
-        self.log(
-            f"{stage}/loss",
-            loss.total,
-            prog_bar=True,
-            on_step=on_step,
-            on_epoch=True,
-            batch_size=batch_size,
-        )
-        self.log_dict(
-            {f"{stage}/loss_weak": loss.weak, f"{stage}/loss_strong": loss.strong},
-            on_step=on_step,
-            on_epoch=True,
-            batch_size=batch_size,
-        )
+        log = {"on_epoch": True, "batch_size": batch_size}
+        self.log(f"{stage}/loss", total, prog_bar=True, on_step=on_step, **log)
+        values = {f"{stage}/loss/{name}": value for name, (value, _) in terms.items()}
+        self.log_dict(values, on_step=on_step, **log)
+        if stage == "train":
+            weights = {f"train/weight/{name}": weight for name, (_, weight) in terms.items()}
+            self.log_dict(weights, on_step=False, **log)
+        return total
 
     def augmented(self, batch: SEDBatch) -> tuple[SEDBatch, torch.Tensor]:
         """The training batch and its features, both augmented when ``augment`` is set."""
@@ -121,39 +143,20 @@ class SEDModule(L.LightningModule):
         batch = self.augment(batch, frame_samples=frame_samples)
         return batch, self.augment.features(self.frontend(batch.audio))
 
-    def with_consistency(
-        self, batch: SEDBatch, features: torch.Tensor, output: SEDOutput, loss: LossOutput
-    ) -> LossOutput:
-        """``loss`` with ``weight * consistency`` of the mean teacher added to ``total``
-        (both logged), or ``loss`` itself when no teacher is attached."""
-        if self.teacher is None:
-            return loss
-        mse, weight = self.teacher.consistency(batch, features, output, self.global_step)
-        self.log_dict(
-            {"train/loss_consistency": mse, "train/consistency_weight": weight},
-            on_step=False,
-            on_epoch=True,
-            batch_size=len(batch),
-        )
-        return replace(loss, total=loss.total + weight * mse)
-
     def training_step(self, batch: SEDBatch, batch_idx: int) -> torch.Tensor:
         batch, features = self.augmented(batch)
         output = self.model(features)
-        loss = self.with_consistency(batch, features, output, self.compute_loss(batch, output))
-        self._log_loss("train", loss, len(batch))
-        self.log_dict(
-            {"train/weak_weight": loss.weak_weight, "train/strong_weight": loss.strong_weight},
-            on_step=False,
-            on_epoch=True,
-            batch_size=len(batch),
-        )
-        return loss.total
+        return self.log_loss("train", self.loss_terms(batch, features, output), len(batch))
 
     def _eval_step(self, stage: str, batch: SEDBatch) -> None:
-        output = self(batch.audio)
-        self._log_loss(stage, self.compute_loss(batch, output), len(batch))
+        features = self.frontend(batch.audio)
+        output = self.model(features)
+        self.log_loss(stage, self.loss_terms(batch, features, output, False), len(batch))
         self.predictions[stage].add(batch.filenames, output)
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        """The callbacks the loss terms need (e.g. the mean teacher's EMA)."""
+        return [callback for term in self.terms.values() for callback in term.callbacks()]
 
     def on_validation_epoch_start(self) -> None:
         self.predictions["val"] = StagePredictions()
@@ -181,6 +184,9 @@ class SEDModule(L.LightningModule):
         checkpoint["sed_config"] = self.run_config
         checkpoint["class_names"] = self.class_names
         checkpoint[LAYOUT_KEY] = LAYOUT
+        if self._trainer is not None:  # the validation this checkpoint was saved after
+            metrics = self.trainer.callback_metrics.items()
+            checkpoint[VAL_METRICS_KEY] = {k: float(v) for k, v in metrics if k.startswith("val/")}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Lightning calls this before loading the weights (resume, test of a best checkpoint).

@@ -1,4 +1,5 @@
-"""Label-constrained fine-tuning: lambda, checkpoint loading and a tiny real run."""
+"""Label-constrained fine-tuning, the label_constraint loss term: lambda, checkpoint loading
+and a tiny real run."""
 
 import copy
 import math
@@ -14,7 +15,9 @@ import sed_lightning.train as train_module
 from sed_lightning.data.batch import SEDBatch
 from sed_lightning.labelconstraint.module import (
     ClipProjection,
-    LabelConstraintModule,
+    LabelConstraintFiles,
+    LabelConstraintTerm,
+    add_label_constraint,
     build_label_constraint_module,
     load_weights,
 )
@@ -52,16 +55,20 @@ def sed_module(cfg, seed=0):
 
 def constrained(cfg, lambda_="auto"):
     base = sed_module(cfg)
-    return LabelConstraintModule(
-        label_features=LABELS,
-        lambda_=lambda_,
-        frontend=base.frontend,
-        model=base.model,
-        loss=base.loss,
-        optimizer=base.optimizer_factory,
-        scheduler=None,
-        class_names=base.class_names,
-    )
+    term = LabelConstraintTerm(LABELS, base.model.head.in_features, lambda_=lambda_)
+    return add_label_constraint(base, term)
+
+
+def constrained_loss(module, batch, output):
+    """The total loss and ``{loss_sed, loss_kl, kl_lambda}`` of one batch."""
+    terms = module.loss_terms(batch, None, output, training=module.training)
+    sed = sum(w * v for name, (v, w) in terms.items() if name != "label_constraint")
+    kl, lam = terms["label_constraint"]
+    return sed + lam * kl, {"loss_sed": sed, "loss_kl": kl, "kl_lambda": lam}
+
+
+def kl_lambda(module):
+    return module.terms["label_constraint"].kl_lambda
 
 
 def batch_and_output(module, weak_labels):
@@ -88,41 +95,42 @@ def test_attention_pooling_with_equal_scores_is_the_mean():
 
 def test_auto_lambda_makes_both_terms_equal_on_the_first_batch_then_stays(cfg):
     module = constrained(cfg).train()
-    assert "kl_lambda" in module.state_dict() and math.isnan(module.kl_lambda.item())
+    assert "terms.label_constraint.kl_lambda" in module.state_dict()
+    assert math.isnan(kl_lambda(module).item())
     labels = torch.tensor([[1.0, 0, 0, 0, 0, 0], [0, 1.0, 0, 0, 1.0, 0]])
-    loss, terms = module.constrained_loss(*batch_and_output(module, labels))
+    loss, terms = constrained_loss(module, *batch_and_output(module, labels))
     assert (terms["kl_lambda"] * terms["loss_kl"]).item() == pytest.approx(
         terms["loss_sed"].item(), rel=1e-5
     )
-    assert loss.total.item() == pytest.approx(2 * terms["loss_sed"].item(), rel=1e-5)
-    first = module.kl_lambda.clone()
+    assert loss.item() == pytest.approx(2 * terms["loss_sed"].item(), rel=1e-5)
+    first = kl_lambda(module).clone()
     other = torch.tensor([[0, 0, 1.0, 0, 0, 0], [0, 0, 0, 0, 0, 1.0]])
-    _, terms = module.constrained_loss(*batch_and_output(module, other))
-    assert torch.equal(module.kl_lambda, first) and torch.equal(terms["kl_lambda"], first)
+    _, terms = constrained_loss(module, *batch_and_output(module, other))
+    assert torch.equal(kl_lambda(module), first) and torch.equal(terms["kl_lambda"], first)
     restored = constrained(cfg)
     restored.load_state_dict(module.state_dict())
-    restored.on_train_start()
-    restored.train().constrained_loss(*batch_and_output(restored, labels))
-    assert torch.equal(restored.kl_lambda, first)  # checkpointed, not set again
+    LabelConstraintFiles(restored.terms["label_constraint"]).on_train_start(None, restored)
+    constrained_loss(restored.train(), *batch_and_output(restored, labels))
+    assert torch.equal(kl_lambda(restored), first)  # checkpointed, not set again
 
 
 def test_auto_lambda_waits_for_a_batch_with_labelled_clips(cfg):
     module = constrained(cfg).train()
-    loss, terms = module.constrained_loss(*batch_and_output(module, torch.zeros(2, 6)))
+    loss, terms = constrained_loss(module, *batch_and_output(module, torch.zeros(2, 6)))
     assert terms["loss_kl"].item() == 0.0 and terms["kl_lambda"].item() == 0.0
-    assert math.isnan(module.kl_lambda.item())
-    assert loss.total.item() == terms["loss_sed"].item()
-    module.eval().constrained_loss(*batch_and_output(module, torch.eye(6)[:2]))
-    assert math.isnan(module.kl_lambda.item())  # validation never sets it
-    module.train().constrained_loss(*batch_and_output(module, torch.eye(6)[:2]))
-    assert module.kl_lambda.item() > 0
+    assert math.isnan(kl_lambda(module).item())
+    assert loss.item() == terms["loss_sed"].item()
+    constrained_loss(module.eval(), *batch_and_output(module, torch.eye(6)[:2]))
+    assert math.isnan(kl_lambda(module).item())  # validation never sets it
+    constrained_loss(module.train(), *batch_and_output(module, torch.eye(6)[:2]))
+    assert kl_lambda(module).item() > 0
 
 
 def test_a_fixed_lambda_weights_the_kl_term(cfg):
     module = constrained(cfg, lambda_=0.5).train()
-    loss, terms = module.constrained_loss(*batch_and_output(module, torch.eye(6)[:3]))
+    loss, terms = constrained_loss(module, *batch_and_output(module, torch.eye(6)[:3]))
     expected = terms["loss_sed"] + 0.5 * terms["loss_kl"]
-    assert terms["loss_kl"].item() > 0 and loss.total.item() == pytest.approx(expected.item())
+    assert terms["loss_kl"].item() > 0 and loss.item() == pytest.approx(expected.item())
     with pytest.raises(ConfigError, match="lambda_"):
         constrained(cfg, lambda_="fast")
 
@@ -142,8 +150,9 @@ def test_weights_come_from_the_checkpoint_and_the_projection_is_new(cfg, tmp_pat
     module = build_label_constraint_module(cfg, sed_module(cfg, seed=2))
     for key, value in trained.state_dict().items():
         assert torch.equal(module.state_dict()[key], value), key
-    assert module.label_features.shape == (6, 32)
-    assert module.clip_projection.linear.in_features == module.model.head.in_features
+    term = module.terms["label_constraint"]
+    assert term.label_features.shape == (6, 32)
+    assert term.clip_projection.linear.in_features == module.model.head.in_features
     again = sed_module(cfg, seed=3)  # a fine-tuned checkpoint can be fine-tuned again
     load_weights(again, save_ckpt(module, tmp_path / "fine.ckpt"))
     assert torch.equal(again.model.head.weight, trained.model.head.weight)
@@ -170,35 +179,28 @@ def test_experiment_builds_on_the_office_benchmark():
     GlobalHydra.instance().clear()
 
 
-def test_tiny_fine_tuning_lowers_the_kl_term(tmp_path, data_dir, monkeypatch):
+def test_tiny_fine_tuning_lowers_the_kl_term(tmp_path, data_dir):
     base = finalize(compose_train(), tmp_path / "base", data_dir)
     ckpt = save_ckpt(build_module(base), tmp_path / "converged.ckpt")
     overrides = ["+label_constraint=default", f"label_constraint.ckpt={ckpt}", "test=false"]
     overrides += ["trainer.max_epochs=3", "label_constraint.text_encoder.epochs=40"]
     cfg = finalize(compose_train(overrides), tmp_path / "run", data_dir)
-
-    def build(c):
-        module = build_module(c)  # already constrained once build_module wires it in
-        if isinstance(module, LabelConstraintModule):
-            return module
-        return build_label_constraint_module(c, module)
-
-    monkeypatch.setattr(train_module, "build_module", build)
     metrics = train_module.train(cfg)
-    assert metrics["train/kl_lambda"] > 0 and "val/loss_kl" in metrics
+    assert metrics["train/weight/label_constraint"] > 0
+    assert "val/loss/label_constraint" in metrics
     run = tmp_path / "run"
     logged = pd.read_csv(run / "csv" / "metrics.csv").groupby("epoch").max()
-    kl = logged["train/loss_kl"].tolist()
+    kl = logged["train/loss/label_constraint_epoch"].tolist()
     assert len(kl) == 3 and kl[-1] < kl[0]
-    assert logged["train/kl_lambda"].nunique() == 1
+    assert logged["train/weight/label_constraint"].nunique() == 1
     saved = torch.load(run / "label_features.pt")
     assert saved["features"].shape == (6, 32)
     assert (run / "label_texts.json").is_file()
     # the run's checkpoint rebuilds from its own config, without the starting checkpoint
     ckpt.unlink()
-    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert last["sed_config"]["label_constraint"]["ckpt"] is None
     saved_cfg = OmegaConf.create(last["sed_config"])
-    rebuilt = build_label_constraint_module(saved_cfg, build_module(saved_cfg))
+    rebuilt = build_module(saved_cfg)  # with its label_constraint term
     rebuilt.load_state_dict(last["state_dict"])
-    assert torch.equal(rebuilt.label_features, saved["features"])
+    assert torch.equal(rebuilt.terms["label_constraint"].label_features, saved["features"])

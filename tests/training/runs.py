@@ -59,7 +59,7 @@ def metrics(run_dir: Path) -> dict[str, float]:
 
 
 def weights(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
 
 def assert_same_run(a: Path, b: Path) -> None:

@@ -1,5 +1,5 @@
-"""The mean-teacher callback: EMA update, wiring into the training step, checkpointing, and a
-real tiny training run."""
+"""The mean teacher: the consistency loss term and its EMA callback (update, wiring into the
+training step, checkpointing), and a real tiny training run."""
 
 import pytest
 import torch
@@ -7,8 +7,14 @@ from torch import nn
 
 from sed_lightning.data.batch import SEDBatch
 from sed_lightning.losses.consistency import consistency_mse
+from sed_lightning.losses.terms import LossTerm
 from sed_lightning.training.build import build_datamodule, build_module, build_trainer
-from sed_lightning.training.mean_teacher import MeanTeacher, ema_decay, ema_update
+from sed_lightning.training.mean_teacher import (
+    ConsistencyTerm,
+    MeanTeacher,
+    ema_decay,
+    ema_update,
+)
 from tests.conftest import compose_train, finalize
 
 
@@ -44,7 +50,7 @@ def test_ema_decay_warm_up(step, expected):
 
 def test_unknown_clip_kind_is_rejected():
     with pytest.raises(ValueError, match="labelled"):
-        MeanTeacher(consistency_weight=1.0, clips=["labelled"])
+        ConsistencyTerm(weight=1.0, clips=["labelled"])
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +76,11 @@ def _batch(module, has_weak, has_strong):
     )
 
 
-def _attached(module, weight=1.0, **kwargs):
-    callback = MeanTeacher(consistency_weight=weight, **kwargs)
+def _started(module, weight=1.0, **kwargs):
+    term = ConsistencyTerm(weight=weight, **kwargs)
+    (callback,) = term.callbacks()
     callback.on_fit_start(None, module)
-    return callback
+    return term, callback
 
 
 def _perturb(model, seed=3):
@@ -83,72 +90,71 @@ def _perturb(model, seed=3):
             p.add_(0.05 * torch.randn(p.shape, generator=g))
 
 
-def test_weight_zero_makes_no_teacher_and_keeps_the_loss(module):
-    batch = _batch(module, [True, True, False], [True, False, False])
-    plain = module.training_step(batch, 0)
-    callback = _attached(module, weight=0.0)
-    assert callback.teacher is None and module.teacher is None and callback.state_dict() == {}
-    assert torch.equal(module.training_step(batch, 0), plain)
+def test_weight_zero_makes_no_term_and_no_teacher(module):
+    assert "consistency" not in module.terms and module.configure_callbacks() == []
 
 
-def test_training_step_adds_weight_times_consistency(module):
-    class Stub:
-        def consistency(self, batch, features, output, step):
-            return torch.tensor(0.5), torch.tensor(2.0)
+def test_training_step_adds_weight_times_each_term(module):
+    class Stub(LossTerm):
+        def forward(self, module, batch, features, output):
+            return torch.tensor(0.5)
 
     batch = _batch(module, [True, False], [True, False])
     plain = module.training_step(batch, 0)
-    module.teacher = Stub()
+    module.terms["stub"] = Stub(weight=2.0)
     try:
         assert module.training_step(batch, 0).item() == pytest.approx(plain.item() + 1.0)
     finally:
-        module.teacher = None
+        del module.terms["stub"]
 
 
 def test_teacher_is_a_frozen_copy_outside_the_state_dict(module):
     keys = list(module.state_dict())
-    callback = _attached(module)
+    term, callback = _started(module)
+    module.terms["consistency"] = term
     try:
-        assert module.teacher is callback and list(module.state_dict()) == keys
+        assert list(module.state_dict()) == keys  # the term adds no weights
+        assert module.configure_callbacks() == [callback]
         assert not any(p.requires_grad for p in callback.teacher.parameters())
         assert not callback.teacher.training
         student, teacher = module.model.head.weight, callback.teacher.head.weight
         assert torch.equal(student, teacher) and student.data_ptr() != teacher.data_ptr()
     finally:
-        module.teacher = None
+        del module.terms["consistency"]
 
 
 def test_consistency_is_the_mse_on_clips_without_frame_labels(module):
-    callback = _attached(module, weight=2.0, rampup_steps=100)
-    module.teacher = None
+    term, callback = _started(module, weight=2.0, rampup=100)
     _perturb(callback.teacher)
     batch = _batch(module, [True, True, False], [True, False, False])
     features = module.frontend(batch.audio)
     student = module.model(features)
-    mse, weight = callback.consistency(batch, features, student, step=50)
+    mse = term(module, batch, features, student)
     with torch.no_grad():
         teacher = callback.teacher(features)
     mask = torch.tensor([False, True, True])
     expected = consistency_mse(student.strong, student.weak, teacher.strong, teacher.weak, mask)
     assert mse.item() == pytest.approx(expected.item(), rel=1e-6) and mse.item() > 0
+
+    class AtStep:
+        global_step = 50
+
+    weight = term.weight_at(AtStep(), mse, torch.tensor(1.0))
     assert weight.item() == pytest.approx(2.0 * 0.2865048, rel=1e-5)  # 2 exp(-1.25)
     strong_only = _batch(module, [True, True], [True, True])
     features = module.frontend(strong_only.audio)
-    mse, _ = callback.consistency(strong_only, features, module.model(features), step=50)
-    assert mse.item() == 0.0
+    assert term(module, strong_only, features, module.model(features)).item() == 0.0
 
 
 def test_state_dict_restores_the_teacher_before_and_after_fit_start(module):
-    saved = _attached(module)
-    module.teacher = None
+    _, saved = _started(module)
     _perturb(saved.teacher)
     saved._updated_at = 12
     state = saved.state_dict()
-    early, late = MeanTeacher(consistency_weight=1.0), _attached(module)
+    early, (_, late) = MeanTeacher(), _started(module)
     early.load_state_dict(state)  # a resume restores callbacks before fit start
     early.on_fit_start(None, module)
     late.load_state_dict(state)
-    module.teacher = None
     for restored in (early, late):
         assert restored._updated_at == 12
         for name, value in saved.teacher.state_dict().items():
@@ -157,7 +163,7 @@ def test_state_dict_restores_the_teacher_before_and_after_fit_start(module):
 
 
 def test_tiny_training_run_with_a_mean_teacher(tmp_path, data_dir):
-    overrides = ["loss.consistency_weight=1.0", "loss.consistency_rampup=2"]
+    overrides = ["loss.terms.consistency.weight=1.0", "loss.terms.consistency.rampup=2"]
     cfg = finalize(
         compose_train([*overrides, "data.batch_sizes.unlabeled=2"]), tmp_path / "run", data_dir
     )
@@ -166,18 +172,18 @@ def test_tiny_training_run_with_a_mean_teacher(tmp_path, data_dir):
     trainer = build_trainer(cfg)
     trainer.fit(module, datamodule=build_datamodule(cfg, module))
     callback = next(c for c in trainer.callbacks if isinstance(c, MeanTeacher))
-    assert "train/loss_consistency" in trainer.callback_metrics
-    assert trainer.callback_metrics["train/loss_consistency"] > 0
-    assert 0 < trainer.callback_metrics["train/consistency_weight"] <= 1.0
+    assert callback is module.terms["consistency"].mean_teacher
+    assert trainer.callback_metrics["train/loss/consistency"] > 0
+    assert 0 < trainer.callback_metrics["train/weight/consistency"] <= 1.0
     teacher = callback.teacher.state_dict()
     assert callback._updated_at == trainer.global_step > 0
     assert not torch.equal(teacher["head.weight"], initial["head.weight"])
     assert not torch.equal(teacher["head.weight"], module.model.head.weight)
-    assert not any(k.startswith("teacher") for k in module.state_dict())
+    assert not any("teacher" in k for k in module.state_dict())
 
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
     (state,) = [v for k, v in checkpoint["callbacks"].items() if "MeanTeacher" in k]
-    restored = MeanTeacher(consistency_weight=1.0)
+    restored = MeanTeacher()
     restored.load_state_dict(state)
     restored.on_fit_start(None, build_module(cfg))
     for name, value in teacher.items():

@@ -1,0 +1,46 @@
+"""Constants and helpers used across the package, in one place.
+
+* :data:`HEADLINE_METRICS`: the metrics a run is summed up by (log summary, self-training
+  deltas).
+* :func:`plain`: config trees, numpy scalars and NaN as plain Python (for YAML and JSON).
+
+Others have their home beside the code that defines them: clip kinds ``KINDS`` in
+:mod:`sed_lightning.data.batch` (their masks: :func:`sed_lightning.losses.consistency.clip_kind_masks`),
+event-table columns ``STRONG_COLUMNS`` in :mod:`sed_lightning.data.tsv`, the best checkpoint
+:func:`sed_lightning.training.checkpoints.best_checkpoint`, a term's ramp-up
+:func:`sed_lightning.losses.terms.sigmoid_rampup`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+# The headline metrics of a run (each as ``<stage>/<name>``).
+HEADLINE_METRICS = ("event_f1", "segment_f1", "psds1", "psds2", "clip_map")
+
+
+def plain(value: Any, nan: Any = math.nan) -> Any:
+    """``value`` as plain Python: OmegaConf containers and mappings -> dicts with string
+    keys, sequences (not strings) -> lists, numpy scalars -> Python numbers, NaN -> ``nan``
+    (``None`` gives strict JSON).
+
+    >>> plain({1: (np.float32(0.5), float("nan"))}, nan=None)
+    {'1': [0.5, None]}
+    """
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, Mapping):
+        return {str(k): plain(v, nan) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, str | bytes):
+        return [plain(v, nan) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return nan
+    return value
