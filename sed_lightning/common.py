@@ -1,12 +1,14 @@
 """Constants and helpers used across the package, in one place.
 
 * :data:`HEADLINE_METRICS`: the metrics a run is summed up by (log summary, self-training
-  deltas).
+  deltas, the report's columns).
 * :func:`plain`: config trees, numpy scalars and NaN as plain Python (for YAML and JSON).
 
 Others have their home beside the code that defines them: clip kinds ``KINDS`` in
-:mod:`sed_lightning.data.batch` (their masks: :func:`sed_lightning.losses.consistency.clip_kind_masks`),
-event-table columns ``STRONG_COLUMNS`` in :mod:`sed_lightning.data.tsv`, the best checkpoint
+:mod:`sed_lightning.data.batch` (their masks: :func:`sed_lightning.data.batch.clip_kind_masks`),
+event-table columns ``STRONG_COLUMNS`` in :mod:`sed_lightning.data.tsv`, audio file suffixes
+``AUDIO_SUFFIXES`` in :mod:`sed_lightning.data.audio`, the event bank's ``SPLITS`` in
+:mod:`sed_lightning.data.sources`, the best checkpoint
 :func:`sed_lightning.training.checkpoints.best_checkpoint`, a term's ramp-up
 :func:`sed_lightning.losses.terms.sigmoid_rampup`.
 """

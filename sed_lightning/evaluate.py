@@ -15,7 +15,6 @@ are printed as ``null``.
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from sed_lightning.common import plain
 from sed_lightning.data.tsv import read_durations_tsv, read_strong_tsv
 from sed_lightning.data.validation import merge_same_class_events
 from sed_lightning.evaluation.metrics import (
@@ -76,17 +76,6 @@ def evaluate_files(
     return results
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN -> None so the output is strict JSON."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     classes = OmegaConf.to_container(cfg.classes) if cfg.classes is not None else None
@@ -99,7 +88,7 @@ def main(cfg: DictConfig) -> None:
         cfg.drop_classes_without_events,
         cfg.dcase2016,
     )
-    print(json.dumps(_json_safe(results), indent=2))
+    print(json.dumps(plain(results, nan=None), indent=2))  # NaN -> null: strict JSON
 
 
 if __name__ == "__main__":

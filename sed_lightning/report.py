@@ -35,13 +35,14 @@ import pandas as pd
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from sed_lightning.common import HEADLINE_METRICS
 from sed_lightning.evaluation.settings import DCASE2016_KEYS
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.training.run_info import RUN_INFO
 
 log = logging.getLogger(__name__)
 
-METRICS = ("event_f1", "segment_f1", "psds1", "psds2", "clip_map")
+METRICS = HEADLINE_METRICS  # the table's columns (one home: sed_lightning.common)
 # In the table when any run has them: the DCASE 2016 Task 2 figures (micro; *_er: lower is better).
 OPTIONAL_METRICS = DCASE2016_KEYS
 METRIC_PREFIX = "test/"

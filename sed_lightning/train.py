@@ -1,7 +1,7 @@
 """Train, validate and test: ``python -m sed_lightning.train [overrides]``.
 
 Writes into the Hydra run dir: ``metrics.json``, ``predictions.tsv``, ``scores/``,
-``checkpoints/{last,best-*}.ckpt`` and the logger's files.
+``val_scores/`` (see :func:`run`), ``checkpoints/{last,best-*}.ckpt`` and the logger's files.
 
 Resume a run (model, optimizer, scheduler, sampler position, random state) in its own
 folder: ``python -m sed_lightning.train <same overrides> hydra.run.dir=<run dir> ckpt_path=last``.
@@ -32,6 +32,7 @@ from sed_lightning.training.checkpoints import (
     read_checkpoint,
     val_metrics,
 )
+from sed_lightning.training.evaluation import save_val_scores
 from sed_lightning.training.preflight import (
     ConfigError,
     check_config,
@@ -60,7 +61,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def run(cfg: DictConfig) -> RunResult:
-    """Fit (optionally) and test; returns the logged metrics and the best checkpoint.
+    """Fit (optionally), test, then score the validation set with the tested weights
+    (``val_scores/``, for ``tune_postprocess``); returns the logged metrics and the best
+    checkpoint.
 
     The ``val/*`` metrics are those of the best checkpoint (the one tested), saved in it
     when it was written, not those of the last validation: a sweep optimizes the model it
@@ -95,6 +98,9 @@ def run(cfg: DictConfig) -> RunResult:
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         log.info(summary(metrics))
+        # the tested weights score the validation set: post-processing is tuned on it
+        # (python -m sed_lightning.tune_postprocess RUN_DIR), never on the test set
+        save_val_scores(trainer, module)
     log.info("outputs in %s", cfg.paths.output_dir)
     return RunResult(metrics, best or best_checkpoint(trainer, fallback_last=True))
 

@@ -455,7 +455,7 @@ def evaluate_tuned(
 
 def versions() -> dict[str, str]:
     """``versions/<package>`` keys, as in ``metrics.json`` (imported here: it loads lightning)."""
-    from sed_lightning.training.evaluation import package_versions
+    from sed_lightning.training.outputs import package_versions
 
     return package_versions()
 

@@ -15,6 +15,7 @@ import soundfile as sf
 import soxr
 
 __all__ = [
+    "AUDIO_SUFFIXES",
     "AudioError",
     "AudioInfo",
     "fix_length",
@@ -25,6 +26,8 @@ __all__ = [
     "save_audio",
 ]
 
+# the audio files the framework reads from a folder (sets, backgrounds, noise banks)
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 _READ_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError)
 _BLOCK_FRAMES = 1 << 18  # frames decoded at a time by inspect_audio
 

@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
+if TYPE_CHECKING:
+    from sed_lightning.data.labels import LabelEncoder
+
 KINDS = ("strong", "weak", "unlabeled")
+
+
+def clip_kind_masks(has_weak: torch.Tensor, has_strong: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Each clip's kind (:data:`KINDS`) as a mask: ``strong`` (frame labels), ``weak`` (clip
+    labels only), ``unlabeled`` (none). Every clip is of exactly one kind.
+
+    >>> masks = clip_kind_masks(torch.tensor([True, True, False]), torch.tensor([True, False, False]))
+    >>> {k: v.tolist() for k, v in masks.items()}
+    {'strong': [True, False, False], 'weak': [False, True, False], 'unlabeled': [False, False, True]}
+    """
+    return {"strong": has_strong, "weak": has_weak & ~has_strong, "unlabeled": ~has_weak}
+
+
+def clip_item(
+    audio: np.ndarray,
+    filename: str,
+    kind: str,
+    encoder: LabelEncoder,
+    events: Iterable[tuple[float, float, str]] = (),
+    labels: Iterable[str] = (),
+) -> dict[str, Any]:
+    """One clip of ``kind`` as :meth:`SEDBatch.collate` takes it: ``events`` as frame labels
+    for a ``strong`` clip, ``labels`` as clip labels for a ``strong`` or ``weak`` one, zeros
+    where the kind has none."""
+    strong = np.zeros((encoder.n_classes, encoder.n_frames), dtype=np.float32)
+    weak = np.zeros(encoder.n_classes, dtype=np.float32)
+    if kind == "strong":
+        strong = encoder.encode_strong(events)
+    if kind != "unlabeled":
+        weak = encoder.encode_weak(labels)
+    return {
+        "audio": audio,
+        "weak_labels": weak,
+        "strong_labels": strong,
+        "has_weak": kind != "unlabeled",
+        "has_strong": kind == "strong",
+        "filename": filename,
+    }
 
 
 @dataclass

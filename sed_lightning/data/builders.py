@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sed_lightning.common import plain
 from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.datasets import SetSource
 from sed_lightning.data.labels import LabelEncoder
@@ -63,8 +64,8 @@ class SoundscapeBuilder:
         self.settings = {
             "out_dir": str(out_dir),
             "class_names": list(class_names),
-            "sets": _plain_tree(sets),
-            "soundscape": _plain_tree(soundscape),
+            "sets": plain(sets),
+            "soundscape": plain(soundscape),
             "events_dir": events_dir,
             "bank_dir": bank_dir,
             "bank_per_class": bank_per_class,
@@ -179,15 +180,6 @@ class SoundscapeBuilder:
                 durations=str(folder / "durations.tsv"),
             )
         return out
-
-
-def _plain_tree(value: Any) -> Any:
-    """A (Hydra) mapping/list tree as plain dicts and lists (JSON-safe)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain_tree(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [_plain_tree(v) for v in value]
-    return value
 
 
 def _plain(value: Any) -> Any:

@@ -12,7 +12,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from sed_lightning.data.audio import fix_length, load_audio
-from sed_lightning.data.batch import KINDS
+from sed_lightning.data.batch import KINDS, clip_item
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.data.validation import AUDIO_SUFFIXES, ValidationReport, validate_set
 
@@ -96,21 +96,8 @@ class SEDDataset(Dataset):
         filename = self.filenames[index]
         audio = load_audio(self.audio_dir / filename, sample_rate=self.sample_rate)
         audio = fix_length(audio, self.clip_samples).astype(np.float32, copy=False)
-        enc = self.encoder
-        strong = np.zeros((enc.n_classes, enc.n_frames), dtype=np.float32)
-        weak = np.zeros(enc.n_classes, dtype=np.float32)
-        if self.kind == "strong":
-            strong = enc.encode_strong(self.events.get(filename, []))
-        if self.kind != "unlabeled":
-            weak = enc.encode_weak(self.clip_labels(filename))
-        return {
-            "audio": audio,
-            "weak_labels": weak,
-            "strong_labels": strong,
-            "has_weak": self.kind != "unlabeled",
-            "has_strong": self.kind == "strong",
-            "filename": filename,
-        }
+        events, labels = self.events.get(filename, []), self.clip_labels(filename)
+        return clip_item(audio, filename, self.kind, self.encoder, events, labels)
 
 
 def kind_groups(datasets: Sequence[SEDDataset]) -> dict[str, list[int]]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from sed_lightning.data.batch import clip_item
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.data.synthesis import ClipMaker
 
@@ -96,22 +97,9 @@ class OnlineSoundscapes(Dataset):
         filename = self.clip_name(index, epoch)
         if self.recipe_dir is not None:
             self._record(filename, recipe, epoch)
-        enc = self.encoder
         events = [(onset, offset, label) for onset, offset, label, *_ in rows]
-        strong = np.zeros((enc.n_classes, enc.n_frames), dtype=np.float32)
-        weak = np.zeros(enc.n_classes, dtype=np.float32)
-        if self.kind == "strong":
-            strong = enc.encode_strong(events)
-        if self.kind != "unlabeled":
-            weak = enc.encode_weak(sorted({label for _, _, label in events}))
-        return {
-            "audio": audio,
-            "weak_labels": weak,
-            "strong_labels": strong,
-            "has_weak": self.kind != "unlabeled",
-            "has_strong": self.kind == "strong",
-            "filename": filename,
-        }
+        labels = sorted({label for _, _, label in events})
+        return clip_item(audio, filename, self.kind, self.encoder, events, labels)
 
     def _record(self, filename: str, recipe: dict, epoch: int) -> None:
         self.recipe_dir.mkdir(parents=True, exist_ok=True)

@@ -26,6 +26,7 @@ from scipy import signal
 from tqdm import tqdm
 
 from sed_lightning.data.audio import save_audio
+from sed_lightning.data.sources import SPLITS
 
 __all__ = [
     "BACKGROUND_RMS",
@@ -54,7 +55,6 @@ DURATION_RANGES: dict[str, tuple[float, float]] = {
 EVENT_PEAK = 0.9  # events are peak-normalised to this
 BACKGROUND_RMS = 0.05  # backgrounds are RMS-normalised to this
 FADE_SECONDS = 0.005
-SPLITS = ("train", "validation", "test")
 #: Bump when the generators change, so cached banks are regenerated.
 GENERATOR_VERSION = 1
 

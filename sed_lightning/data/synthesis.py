@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from sed_lightning.common import plain
 from sed_lightning.data.audio import save_audio
 from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.batch import KINDS
@@ -229,7 +230,7 @@ class SetSpec:
         if self.n_clips < 0:
             raise ValueError(f"set {self.name!r}: n_clips must be >= 0")
         if self.soundscape is not None:
-            self.soundscape = _plain_tree(self.soundscape)
+            self.soundscape = plain(self.soundscape)
             unknown = set(self.soundscape) - {f.name for f in dataclasses.fields(SoundscapeConfig)}
             if unknown:
                 raise ValueError(f"set {self.name!r}: unknown soundscape key(s) {sorted(unknown)}")
@@ -248,15 +249,6 @@ class SetSpec:
         """``source_split`` as a list of unique split names, in train/validation/test order."""
         splits = [self.source_split] if isinstance(self.source_split, str) else self.source_split
         return sorted(set(splits), key=SPLITS.index)
-
-
-def _plain_tree(value):
-    """Mappings/sequences (e.g. from Hydra) as plain dicts/lists (JSON-safe)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain_tree(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [_plain_tree(v) for v in value]
-    return value
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,13 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from sed_lightning.data.audio import AudioError, AudioInfo, inspect_audio, resampled_length
+from sed_lightning.data.audio import (
+    AUDIO_SUFFIXES,
+    AudioError,
+    AudioInfo,
+    inspect_audio,
+    resampled_length,
+)
 from sed_lightning.data.batch import KINDS
 from sed_lightning.data.tsv import (
     LINE_COLUMN,
@@ -78,7 +84,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 ON_BAD_FILE = ("raise", "skip")
 MAX_LISTED = 50  # problems printed in an error message (all of them go to the TSV)
 ERRORS_TSV = "validation_errors.tsv"

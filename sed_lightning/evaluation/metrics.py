@@ -31,6 +31,7 @@ import pandas as pd
 import sed_eval
 from sed_scores_eval import intersection_based
 
+from sed_lightning.data.tsv import STRONG_COLUMNS
 from sed_lightning.evaluation.scores import audio_id, durations_from_scores
 from sed_lightning.evaluation.settings import (
     DCASE2016_EVENT_BASED,
@@ -44,12 +45,10 @@ from sed_lightning.evaluation.settings import (
     SegmentBasedSetting,
 )
 
-EVENT_COLUMNS = ["filename", "onset", "offset", "event_label"]
-
 
 # --------------------------------------------------------------------------- event tables
 def _check_table(table: pd.DataFrame, name: str) -> None:
-    missing = [c for c in EVENT_COLUMNS if c not in table.columns]
+    missing = [c for c in STRONG_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{name} lacks column(s) {missing}; has {list(table.columns)}")
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from sed_lightning.data.audio import load_audio
-from sed_lightning.data.batch import SEDBatch
+from sed_lightning.data.audio import AUDIO_SUFFIXES, load_audio
+from sed_lightning.data.batch import SEDBatch, clip_kind_masks
 
 __all__ = [
     "Augmentation",
@@ -40,7 +40,6 @@ __all__ = [
     "rms",
 ]
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 _EPS = 1e-12
 
 
@@ -71,13 +70,13 @@ def uniform(low: float, high: float, n: int, device: torch.device | str = "cpu")
 
 
 def kind_masks(batch: SEDBatch) -> list[torch.Tensor]:
-    """Masks of the strong, weak-only and unlabeled clips (they partition the batch).
+    """Masks of the strong, weak-only and unlabeled clips (they partition the batch; see
+    :func:`~sed_lightning.data.batch.clip_kind_masks`).
 
     Shape:
         each ``(batch,)`` bool.
     """
-    weak_only = batch.has_weak & ~batch.has_strong
-    return [batch.has_strong, weak_only, ~batch.has_weak]
+    return list(clip_kind_masks(batch.has_weak, batch.has_strong).values())
 
 
 def coloured_noise(
@@ -183,7 +182,8 @@ class NoiseOverlay(nn.Module):
 
     def forward(self, batch: SEDBatch) -> SEDBatch:
         audio = batch.audio
-        apply = draw(self.p, len(batch), audio.device) & batch.has_weak & ~batch.has_strong
+        weak_only = clip_kind_masks(batch.has_weak, batch.has_strong)["weak"]
+        apply = draw(self.p, len(batch), audio.device) & weak_only
         noise = self.backgrounds(len(batch), audio.shape[-1], audio.device).to(audio.dtype)
         ebr = uniform(*self.ebr_db, len(batch), audio.device)
         noise_rms = (rms(noise) * 10 ** (ebr / 20)).clamp_min(_EPS)

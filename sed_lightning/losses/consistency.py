@@ -11,22 +11,11 @@ from collections.abc import Sequence
 
 import torch
 
-from sed_lightning.data.batch import KINDS
+from sed_lightning.data.batch import KINDS, clip_kind_masks
 from sed_lightning.losses.sed_loss import masked_mean
 from sed_lightning.losses.terms import sigmoid_rampup
 
 __all__ = ["KINDS", "clip_kind_masks", "consistency_mse", "covered_clips", "sigmoid_rampup"]
-
-
-def clip_kind_masks(has_weak: torch.Tensor, has_strong: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Each clip's kind as a mask: ``strong`` (frame labels), ``weak`` (clip labels only),
-    ``unlabeled`` (none). Every clip is of exactly one kind.
-
-    >>> masks = clip_kind_masks(torch.tensor([True, True, False]), torch.tensor([True, False, False]))
-    >>> {k: v.tolist() for k, v in masks.items()}
-    {'strong': [True, False, False], 'weak': [False, True, False], 'unlabeled': [False, False, True]}
-    """
-    return {"strong": has_strong, "weak": has_weak & ~has_strong, "unlabeled": ~has_weak}
 
 
 def covered_clips(

@@ -29,7 +29,8 @@ import lightning as L
 import pandas as pd
 from lightning.pytorch.loggers import WandbLogger
 
-from sed_lightning.training.evaluation import SEDEvaluation, StageResult
+from sed_lightning.evaluation.scoring import StageResult
+from sed_lightning.training.evaluation import SEDEvaluation
 
 log = logging.getLogger(__name__)
 

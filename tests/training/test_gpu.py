@@ -45,3 +45,19 @@ def test_compiled_model_keeps_checkpoint_keys(tmp_path, data_dir):
     compiled = build_module(finalize(compose_train(["compile=true"]), tmp_path / "b", data_dir))
     assert plain.state_dict().keys() == compiled.state_dict().keys()
     compiled(torch.randn(2, 48000)).strong.sum().backward()
+
+
+@requires_gpu
+def test_gpu_run_saves_validation_scores_after_the_test(tmp_path, data_dir):
+    """Lightning moves the module to the CPU when ``test`` ends; ``train``'s validation
+    scoring step (``save_val_scores``) runs it on the GPU again and leaves it where it was."""
+    from sed_lightning.evaluation.scores import read_scores
+
+    cfg = finalize(
+        compose_train(["trainer=gpu", "trainer.precision=bf16-mixed", "trainer.max_epochs=1"]),
+        tmp_path / "run",
+        data_dir,
+    )
+    train(cfg)
+    assert len(read_scores(tmp_path / "run" / "val_scores")) == 4  # every validation clip
+    assert (tmp_path / "run" / "val_reference.tsv").is_file()
