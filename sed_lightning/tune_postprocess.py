@@ -3,8 +3,9 @@
 Usage::
 
     python -m sed_lightning.tune_postprocess RUN_DIR [--windows 1 3 5 7 11 21]
-        [--thresholds 0.1 0.2 ... 0.9] [--bootstrap-iterations 4] [--bootstrap-folds 5]
+        [--thresholds 0.1 0.2 ... 0.9] [--bootstrap-samples 20]
         [--no-mfi-psds] [--tune-only]
+    python -m sed_lightning.tune_postprocess RUN_DIR --method sebbs [--tune-only]
     python -m sed_lightning.tune_postprocess median-study RUN_DIR [RUN_DIR ...] --out DIR
         (see :mod:`sed_lightning.median_study`)
 
@@ -25,10 +26,16 @@ A training run writes (``SEDEvaluation``) ``val_scores/`` + ``val_reference.tsv`
    post-processing). ``test/psds1`` / ``test/psds2`` are sed_scores_eval's PSDS of the raw
    (unfiltered) scores: threshold- and median-filter-independent, the same before and after
    tuning. Also ``test/psds{1,2}_ci_{mean,low,high}``: sed_scores_eval's bootstrapped PSDS
-   (``intersection_based.bootstrapped_psds``: ``folds x iterations`` leave-one-fold-out
-   resamples of the clips, 90 % interval), and ``test/mfi_psds{1,2}``: sed_scores_eval's
+   (``intersection_based.bootstrapped_psds``: ``samples`` resamples of the clips with
+   replacement, 90 % interval), and ``test/mfi_psds{1,2}``: sed_scores_eval's
    median-filter-independent PSDS (``intersection_based.median_filter_independent_psds``:
    per class and eFPR the best TPR over the median windows of the grid).
+
+``--method sebbs`` tunes sound event bounding boxes instead (cSEBBs through the ``sebbs``
+package, :mod:`sed_lightning.postprocessing.sebbs`): per class the step filter, merge
+threshold and detection threshold with the best validation F1, written to
+``RUN_DIR/postprocess_sebbs.yaml``; the test metrics go to ``RUN_DIR/metrics_sebbs.json``
+(validation figures of the tuned boxes beside them, ``val/...``).
 """
 
 from __future__ import annotations
@@ -362,13 +369,13 @@ def _psds_inputs(split: SavedSplit) -> tuple[dict, dict, dict]:
 
 
 def psds_confidence(
-    split: SavedSplit, setting: PSDSSetting, folds: int, iterations: int, confidence: float = 0.9
+    split: SavedSplit, setting: PSDSSetting, samples: int, confidence: float = 0.9
 ) -> tuple[float, float, float]:
-    """(mean, low, high) of sed_scores_eval's bootstrapped PSDS (``folds x iterations``
+    """(mean, low, high) of sed_scores_eval's bootstrapped PSDS (``samples``
     resamples) with sed_scores_eval's ``confidence_interval``."""
     scores, gt, durations = _psds_inputs(split)
     values, *_ = intersection_based.bootstrapped_psds(
-        scores, gt, durations, n_folds=folds, n_iterations=iterations, **setting.kwargs()
+        scores, gt, durations, n_bootstrap_samples=samples, **setting.kwargs()
     )
     return confidence_interval(list(values), confidence=confidence)
 
@@ -386,17 +393,16 @@ def mfi_psds(split: SavedSplit, setting: PSDSSetting, windows: Sequence[int]) ->
 def psds_extras(
     split: SavedSplit,
     windows: Sequence[int],
-    folds: int = 5,
-    iterations: int = 4,
+    samples: int = 20,
     mfi: bool = True,
     prefix: str = "test/",
 ) -> dict[str, float]:
-    """Bootstrapped PSDS intervals (``iterations`` 0: none) and median-filter-independent
+    """Bootstrapped PSDS intervals (``samples`` 0: none) and median-filter-independent
     PSDS of every PSDS setting."""
     out: dict[str, float] = {}
     for name, setting in PSDS_SETTINGS.items():
-        if iterations > 0:
-            interval = psds_confidence(split, setting, folds, iterations)
+        if samples > 0:
+            interval = psds_confidence(split, setting, samples)
             for part, value in zip(("mean", "low", "high"), interval, strict=True):
                 out[f"{prefix}{name}_ci_{part}"] = value
         if mfi:
@@ -432,8 +438,7 @@ def evaluate_tuned(
     run_dir: str | Path,
     tuning: Tuning,
     windows: Sequence[int] = WINDOWS,
-    folds: int = 5,
-    iterations: int = 4,
+    samples: int = 20,
     mfi: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Step 2: test metrics before (the run's post-processing) and after tuning; writes
@@ -446,11 +451,46 @@ def evaluate_tuned(
     saved = run_dir / "metrics.json"
     if saved.is_file() and "test/clip_map" in (reported := json.loads(saved.read_text())):
         before["test/clip_map"] = after["test/clip_map"] = reported["test/clip_map"]
-    after.update(psds_extras(test, windows, folds, iterations, mfi))
+    after.update(psds_extras(test, windows, samples, mfi))
     after.update(versions())
     text = json.dumps(plain(after, nan=None), indent=2, sort_keys=True)
     (run_dir / "metrics_tuned.json").write_text(text)
     return before, after
+
+
+def tune_sebbs(run_dir: str | Path, test: bool = True) -> dict[str, Any]:
+    """cSEBBs tuned on ``val_scores/`` (``postprocess_sebbs.yaml``); with ``test``, the
+    test metrics of the tuned boxes in ``metrics_sebbs.json``. Returns the metrics."""
+    from sed_lightning.postprocessing.sebbs import SEBBsPostProcessor
+
+    run_dir = Path(run_dir)
+    val = load_split(run_dir, "val")
+    events = ground_truth_events(val.reference)
+    tuned, _ = SEBBsPostProcessor.tune(val.score_dfs, events, val.durations)
+    header = "# cSEBBs tuned on this run's VALIDATION scores (tune_postprocess --method sebbs)\n"
+    (run_dir / "postprocess_sebbs.yaml").write_text(
+        header + yaml.safe_dump(plain(tuned.to_dict()), sort_keys=False)
+    )
+    metrics = _sebbs_metrics(val, tuned, "val/")
+    if test:
+        metrics.update(_sebbs_metrics(load_split(run_dir, "test"), tuned, "test/"))
+        metrics.update(versions())
+        text = json.dumps(plain(metrics, nan=None), indent=2, sort_keys=True)
+        (run_dir / "metrics_sebbs.json").write_text(text)
+    return metrics
+
+
+def _sebbs_metrics(split: SavedSplit, tuned, prefix: str) -> dict[str, float]:
+    return compute_all(
+        split.reference,
+        tuned(split.score_dfs),
+        split.score_dfs,
+        split.durations,
+        split.classes,
+        prefix=prefix,
+        filenames=split.files,
+        drop_classes_without_events=True,
+    )
 
 
 def versions() -> dict[str, str]:
@@ -469,12 +509,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
-    parser.add_argument("--bootstrap-folds", type=int, default=5)
     parser.add_argument(
-        "--bootstrap-iterations", type=int, default=4, help="0: no confidence intervals"
+        "--bootstrap-samples", type=int, default=20, help="0: no confidence intervals"
     )
     parser.add_argument("--no-mfi-psds", action="store_true")
     parser.add_argument("--tune-only", action="store_true", help="do not read the test files")
+    parser.add_argument(
+        "--method",
+        choices=("median", "sebbs"),
+        default="median",
+        help="median: per-class median window + threshold; sebbs: sound event bounding boxes",
+    )
     return parser.parse_args(argv)
 
 
@@ -495,6 +540,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 def run(args: argparse.Namespace) -> None:
     """Tune, then (unless ``--tune-only``) evaluate on test, printing both steps."""
     start = time.perf_counter()
+    if args.method == "sebbs":
+        metrics = tune_sebbs(args.run_dir, test=not args.tune_only)
+        for key in sorted(
+            k for k, v in metrics.items() if k.count("/") == 1 and isinstance(v, float)
+        ):
+            print(f"{key:<34} {metrics[key]:.4f}")
+        print(f"-> {args.run_dir / 'postprocess_sebbs.yaml'} ({time.perf_counter() - start:.1f} s)")
+        return
     tuning = tune_run(args.run_dir, args.windows, args.thresholds)
     print(tuning.table.to_string(index=False))
     print(
@@ -507,8 +560,7 @@ def run(args: argparse.Namespace) -> None:
         args.run_dir,
         tuning,
         args.windows,
-        args.bootstrap_folds,
-        args.bootstrap_iterations,
+        args.bootstrap_samples,
         not args.no_mfi_psds,
     )
     print(comparison_table(before, after))

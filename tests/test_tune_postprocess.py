@@ -121,7 +121,7 @@ def test_tuning_never_reads_the_test_split(run):
 
 
 def test_cli_writes_tuned_test_metrics_with_psds_intervals(run, capsys):
-    main([str(run), "--bootstrap-folds", "3", "--bootstrap-iterations", "2"])
+    main([str(run), "--bootstrap-samples", "6"])
     out = capsys.readouterr().out
     assert "before" in out and "after" in out
     tuned = json.loads((run / "metrics_tuned.json").read_text())
