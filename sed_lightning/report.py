@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 METRICS = HEADLINE_METRICS  # the table's columns (one home: sed_lightning.common)
 # In the table when any run has them: the DCASE 2016 Task 2 figures (micro; *_er: lower is better).
 OPTIONAL_METRICS = DCASE2016_KEYS
+#: In the table (first) when the runs wrote ``metrics_val.json``: the validation figures,
+#: the split that chooses defaults (the test columns only report).
+VALIDATION_METRICS = ("val/event_f1", "val/psds1", "val/dcase2016/onset_f1")
 METRIC_PREFIX = "test/"
 ROUND_KEY = "rounds"
 TEST_NAME = "paired t-test (scipy.stats.ttest_rel)"
@@ -254,6 +257,9 @@ def expand(run: RunDir, keys: Sequence[str]) -> list[Run]:
         info = run.info or read_info(path.parent)
         run_ = Run(path=path.parent, seed=run.config.get("seed"), factors=factors, study=study)
         run_.metrics = json.loads(path.read_text())
+        validation = path.parent / "metrics_val.json"  # written with the test outputs
+        if round_ is None and validation.is_file():
+            run_.metrics.update(json.loads(validation.read_text()))
         run_.versions, run_.started = info.get("versions", {}), started(info, path)
         runs.append(run_)
     return runs
@@ -316,20 +322,23 @@ def is_reference(factors: Mapping[str, str], reference: Mapping[str, str]) -> bo
 
 
 def metric(run: Run, name: str) -> float:
-    """A headline test metric of a run (NaN when missing)."""
-    value = run.metrics.get(METRIC_PREFIX + name)
+    """A test metric of a run (``val/...``: a validation one; NaN when missing)."""
+    value = run.metrics.get(name if name.startswith("val/") else METRIC_PREFIX + name)
     return float("nan") if value is None else float(value)
 
 
 def metric_names(runs: Sequence[Run]) -> tuple[str, ...]:
-    """The table's metrics: :data:`METRICS`, then the :data:`OPTIONAL_METRICS` a run has."""
+    """The table's metrics: the :data:`VALIDATION_METRICS` and :data:`OPTIONAL_METRICS` a
+    run has, around :data:`METRICS`."""
+    val = [m for m in VALIDATION_METRICS if any(m in r.metrics for r in runs)]
     extra = [m for m in OPTIONAL_METRICS if any(METRIC_PREFIX + m in r.metrics for r in runs)]
-    return (*METRICS, *extra)
+    return (*val, *METRICS, *extra)
 
 
 def table_metrics(table: pd.DataFrame) -> list[str]:
     """The metrics a summary table has columns for (in table order)."""
-    return [m for m in (*METRICS, *OPTIONAL_METRICS) if f"{m}_mean" in table.columns]
+    every = (*VALIDATION_METRICS, *METRICS, *OPTIONAL_METRICS)
+    return [m for m in every if f"{m}_mean" in table.columns]
 
 
 def paired_p(config: Mapping[Any, Run], reference: Mapping[Any, Run], name: str) -> float:
@@ -420,6 +429,11 @@ def header(runs: Sequence[Run], runs_dir: Path, names: Sequence[str] = METRICS) 
         f"- cells: mean ± std (ddof=1) over seeds of the test-set metric; p: {TEST_NAME} "
         "against the reference over the seeds both have (n/a with fewer than 2 pairs)",
     ]
+    if any(name.startswith("val/") for name in names):
+        lines.append(
+            "- val/*: the same figures on the validation set (the split every choice is made "
+            "on); the other columns: test, reported once"
+        )
     if any(name in DCASE2016_KEYS for name in names):
         lines.append(
             "- dcase2016/*: the DCASE 2016 Task 2 figures (sed_eval, overall = micro): "

@@ -157,6 +157,28 @@ def test_dcase2016_figures_are_columns_when_the_runs_have_them(tmp_path):
     assert "dcase2016/onset_f1_mean" in pd.read_csv(study / "results.csv").columns
 
 
+def test_validation_columns_come_first_when_runs_wrote_them(tmp_path):
+    study = tmp_path / "study"
+    made = fake_study(study, {"fixed": [1, 2], "auto": [1, 2]})
+    assert not any(c.startswith("val/") for c in report(study).columns)
+    val = {}
+    for option, seeds in made.items():
+        for seed in seeds:
+            val[option, seed] = {"val/event_f1": 0.1 * seed + (0.5 if option == "auto" else 0)}
+            path = study / "runs" / f"{option}_{seed}" / "metrics_val.json"
+            path.write_text(json.dumps(val[option, seed]))
+    table = report(study).set_index("configuration")
+    assert table.loc["loss=auto", "val/event_f1_mean"] == pytest.approx(0.65)
+    assert table.loc["loss=fixed", "val/event_f1_mean"] == pytest.approx(0.15)
+    assert table.loc["loss=auto", "val/event_f1_p"] == pytest.approx(0.0, abs=1e-6) or np.isnan(
+        table.loc["loss=auto", "val/event_f1_p"]
+    )  # a constant difference: scipy gives p 0 (or NaN)
+    md = (study / "results.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| configuration"))
+    assert head.startswith("| configuration | seeds | val/event_f1 | event_f1")
+    assert "the split every choice is made on" in md
+
+
 def test_versions_and_dates_come_from_run_info(tmp_path):
     fake_study(tmp_path, {"fixed": [1, 2]})
     for i, run in enumerate(sorted((tmp_path / "runs").iterdir())):

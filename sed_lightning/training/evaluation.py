@@ -23,7 +23,6 @@ import torch.distributed as dist
 
 from sed_lightning.data.datasets import SEDDataset
 from sed_lightning.data.tsv import STRONG_COLUMNS
-from sed_lightning.evaluation.scores import scores_to_dataframes
 from sed_lightning.evaluation.scoring import StageResult, score_set
 from sed_lightning.postprocessing import PostProcessor
 from sed_lightning.training.module import SEDModule, StagePredictions
@@ -209,7 +208,8 @@ class SEDEvaluation(L.Callback):
 
 def save_val_scores(trainer: L.Trainer, module: SEDModule) -> None:
     """Score the validation set with ``module``'s weights (after ``trainer.test``: the tested
-    ones) and write ``val_scores/``, ``val_reference.tsv`` and ``val_durations.tsv`` where
+    ones) and write ``val_scores/``, ``val_reference.tsv``, ``val_durations.tsv`` and
+    ``metrics_val.json`` (every test figure, on validation: ``val/...``) where
     the run's :class:`SEDEvaluation` writes (every process scores its share, rank 0
     writes). Nothing without that callback, its ``output_dir`` or ``save_val_scores``, or
     with ``fast_dev_run``."""
@@ -225,12 +225,24 @@ def save_val_scores(trainer: L.Trainer, module: SEDModule) -> None:
     if not trainer.is_global_zero:
         return
     files = [f for f in dataset.filenames if f in preds.frames]
-    encoder = dataset.encoder
-    score_dfs = scores_to_dataframes(
-        {f: preds.frames[f] for f in files}, encoder.frame_hop, encoder.class_names
+    targets = np.stack([dataset.encoder.encode_weak(dataset.clip_labels(f)) for f in files])
+    # every figure of the test (PSDS, DCASE 2016 too) on validation: the column that
+    # chooses defaults (the report's validation column)
+    result = score_set(
+        {f: preds.frames[f] for f in files},
+        preds.clips,
+        reference_table(dataset, files),
+        targets,
+        clip_durations(dataset, files),
+        evaluation.postprocessor(trainer),
+        "val",
+        full=True,
+        dcase2016=evaluation.dcase2016,
     )
-    reference = reference_table(dataset, files)
-    evaluation.outputs.write_set("val", reference, clip_durations(dataset, files), score_dfs)
+    evaluation.outputs.write_set("val", result.reference, result.durations, result.score_dfs)
+    evaluation.outputs.write_metrics("metrics_val.json", result.metrics)
     log.info(
-        "validation scores of the tested weights written to %s/val_scores", evaluation.output_dir
+        "validation scores and metrics of the tested weights written to %s "
+        "(val_scores/, metrics_val.json)",
+        evaluation.output_dir,
     )

@@ -59,12 +59,18 @@ class RunOutputs:
         """``metrics.json`` (with the package versions), ``predictions.tsv``, ``scores/``
         and ``postprocess.yaml``."""
         out = self._dir()
-        saved = {**dict(metrics), **package_versions()}
-        (out / "metrics.json").write_text(json.dumps(saved, indent=2, sort_keys=True))
+        self.write_metrics("metrics.json", metrics)
         write_strong_tsv(estimated, out / "predictions.tsv")
         write_scores(score_dfs, out / "scores")
         (out / "postprocess.yaml").write_text(yaml.safe_dump(plain(postprocess)))
         log.info("test outputs written to %s (metrics.json, predictions.tsv, scores/)", out)
+
+    def write_metrics(self, name: str, metrics: Mapping[str, float]) -> Path:
+        """``name`` (e.g. ``metrics.json``): the metrics and the package versions."""
+        path = self._dir() / name
+        saved = {**dict(metrics), **package_versions()}
+        path.write_text(json.dumps(saved, indent=2, sort_keys=True))
+        return path
 
     def write_set(
         self,

@@ -45,6 +45,12 @@ def test_run_writes_its_outputs(trained_run):
         assert saved[f"test/{key}"] == pytest.approx(metrics[f"test/{key}"], abs=1e-6)
     assert 0.0 <= saved["test/dcase2016/onset_f1"] <= 1.0
     assert saved["test/dcase2016/segment_er"] >= 0.0
+    # every figure on validation too, from the tested (best) weights: the returned
+    # val/event_f1 is that checkpoint's, scored the same way
+    val = json.loads((run / "metrics_val.json").read_text())
+    assert val["val/event_f1"] == pytest.approx(metrics["val/event_f1"], abs=1e-6)
+    for key in ("val/psds1", "val/segment_f1", *(f"val/{k}" for k in DCASE2016_KEYS)):
+        assert key in val
     events = read_strong_tsv(run / "predictions.tsv")
     assert list(events.columns[:4]) == ["filename", "onset", "offset", "event_label"]
     assert len(list((run / "scores").glob("*.tsv"))) == 5  # one per test clip
