@@ -168,8 +168,22 @@ class SEDEvaluation(L.Callback):
         if len(by_rank) > 1 and trainer.is_global_zero:
             warn_repeated(stage, by_rank)
         files = scored_files(trainer, stage, dataset, preds)
+        result = self.score_files(trainer, stage, dataset, preds, files, full)
+        self.last_results[stage] = result
+        return result
+
+    def score_files(
+        self,
+        trainer: L.Trainer,
+        stage: str,
+        dataset: SEDDataset,
+        preds: StagePredictions,
+        files: list[str],
+        full: bool,
+    ) -> StageResult:
+        """Score the predictions of ``files`` of ``dataset`` (metrics prefixed ``stage/``)."""
         targets = np.stack([dataset.encoder.encode_weak(dataset.clip_labels(f)) for f in files])
-        result = score_set(
+        return score_set(
             {f: preds.frames[f] for f in files},
             preds.clips,
             reference_table(dataset, files),
@@ -180,8 +194,6 @@ class SEDEvaluation(L.Callback):
             full=full,
             dcase2016=self.dcase2016,
         )
-        self.last_results[stage] = result
-        return result
 
     def on_validation_epoch_end(self, trainer: L.Trainer, module: SEDModule) -> None:
         if trainer.sanity_checking:
@@ -225,20 +237,9 @@ def save_val_scores(trainer: L.Trainer, module: SEDModule) -> None:
     if not trainer.is_global_zero:
         return
     files = [f for f in dataset.filenames if f in preds.frames]
-    targets = np.stack([dataset.encoder.encode_weak(dataset.clip_labels(f)) for f in files])
     # every figure of the test (PSDS, DCASE 2016 too) on validation: the column that
     # chooses defaults (the report's validation column)
-    result = score_set(
-        {f: preds.frames[f] for f in files},
-        preds.clips,
-        reference_table(dataset, files),
-        targets,
-        clip_durations(dataset, files),
-        evaluation.postprocessor(trainer),
-        "val",
-        full=True,
-        dcase2016=evaluation.dcase2016,
-    )
+    result = evaluation.score_files(trainer, "val", dataset, preds, files, full=True)
     evaluation.outputs.write_set("val", result.reference, result.durations, result.score_dfs)
     evaluation.outputs.write_metrics("metrics_val.json", result.metrics)
     log.info(
