@@ -641,7 +641,7 @@ class ClipMaker:
         self.pieces = _cut_pieces([(bank.load(s), s.label) for s in self.sources], cfg)
         # the varied pieces of the recipe drawn last (varying is the costly part; drawing
         # needs their lengths, so rendering that recipe next reuses them)
-        self._drawn: tuple[int, list[np.ndarray]] | None = None
+        self._drawn: tuple[list[dict], list[np.ndarray]] | None = None
 
     def draw(self, entropy: Sequence[int]) -> dict:
         """The recipe of the clip seeded by ``entropy`` (e.g. ``[seed, k]``)."""
@@ -652,7 +652,7 @@ class ClipMaker:
             name, offset = self.backgrounds.draw(self.background_split, cfg.n_samples, choice_rng)
             background = {"kind": "recorded", "file": name, "offset": offset}
         events = _draw_events(self.pieces, cfg, event_rng, None)
-        self._drawn = (id(events), [e.pop("_audio") for e in events])  # reused by render
+        self._drawn = (events, [e.pop("_audio") for e in events])  # reused by render
         sr = cfg.sample_rate
         for event in events:
             piece = self.pieces[event["piece"]]
@@ -680,7 +680,7 @@ class ClipMaker:
             if not 0 <= int(event["piece"]) < len(self.pieces):
                 raise ValueError(f"recipe event {event} names a piece this bank does not have")
         drawn, self._drawn = self._drawn, None
-        varied = drawn[1] if drawn is not None and drawn[0] == id(recipe["events"]) else None
+        varied = drawn[1] if drawn is not None and drawn[0] is recipe["events"] else None
         mixture, placed = _render_events(
             self.pieces, recipe["events"], self.background(recipe), self.cfg, varied
         )
