@@ -20,6 +20,7 @@ from sed_lightning.training.checkpoints import (
     VAL_METRICS_KEY,
     upgrade_checkpoint,
 )
+from sed_lightning.training.schedules import make_scheduler
 
 
 class StagePredictions:
@@ -174,7 +175,10 @@ class SEDModule(L.LightningModule):
         optimizer = self.optimizer_factory(params=self.parameters())
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
-        scheduler = self.scheduler_factory(optimizer=optimizer)
+        # a schedule over the whole run (scheduler=cosine) gets the run's optimizer steps
+        scheduler = make_scheduler(
+            self.scheduler_factory, optimizer, self.trainer.estimated_stepping_batches
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
