@@ -1,7 +1,10 @@
 """Train, validate and test: ``python -m sed_lightning.train [overrides]``.
 
 Writes into the Hydra run dir: ``metrics.json``, ``predictions.tsv``, ``scores/``,
-``val_scores/`` (see :func:`run`), ``checkpoints/{last,best-*}.ckpt`` and the logger's files.
+``val_scores/`` (see :func:`run`), ``checkpoints/{last,best-*}.ckpt`` and the logger's files;
+with ``postprocess=tuned_median`` / ``postprocess=sebbs`` also the decoder tuned on validation
+and its test metrics (``postprocess_tuned.yaml`` + ``metrics_tuned.json``, or
+``postprocess_sebbs.yaml`` + ``metrics_sebbs.json``).
 
 Resume a run (model, optimizer, scheduler, sampler position, random state) in its own
 folder: ``python -m sed_lightning.train <same overrides> hydra.run.dir=<run dir> ckpt_path=last``.
@@ -41,6 +44,7 @@ from sed_lightning.training.preflight import (
     warn_config_changes,
 )
 from sed_lightning.training.run_info import write_run_info
+from sed_lightning.training.tuning import tune_after_test
 
 log = logging.getLogger(__name__)
 register_configs()
@@ -62,8 +66,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def run(cfg: DictConfig) -> RunResult:
     """Fit (optionally), test, then score the validation set with the tested weights
-    (``val_scores/``, for ``tune_postprocess``); returns the logged metrics and the best
-    checkpoint.
+    (``val_scores/``, for ``tune_postprocess``) and, with ``postprocess.tune``, tune the
+    decoder on it and score the test with the tuned one (``test_tuned/*`` or
+    ``test_sebbs/*`` metrics); returns the logged metrics and the best checkpoint.
 
     The ``val/*`` metrics are those of the best checkpoint (the one tested), saved in it
     when it was written, not those of the last validation: a sweep optimizes the model it
@@ -93,6 +98,7 @@ def run(cfg: DictConfig) -> RunResult:
     best = best_checkpoint(trainer)
     if best:  # the tested checkpoint's validation metrics, not the last epoch's
         metrics.update(val_metrics(best))
+    val_dir = None  # where the validation scores of the tested weights went
     if cfg.test:
         log.info("testing %s", best or "the current weights")
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
@@ -100,7 +106,11 @@ def run(cfg: DictConfig) -> RunResult:
         log.info(summary(metrics))
         # the tested weights score the validation set: post-processing is tuned on it
         # (python -m sed_lightning.tune_postprocess RUN_DIR), never on the test set
-        save_val_scores(trainer, module)
+        val_dir = save_val_scores(trainer, module)
+    # postprocess.tune: the same tuning, now. Self-training calls run() once per round, so
+    # every round's dir gets its own tuning of its own tested weights (a round is a whole
+    # run: nothing round-specific to special-case; pseudo-labels use clip scores, untouched)
+    metrics.update(tune_after_test(cfg, trainer.is_global_zero, val_dir))
     log.info("outputs in %s", cfg.paths.output_dir)
     return RunResult(metrics, best or best_checkpoint(trainer, fallback_last=True))
 

@@ -36,6 +36,10 @@ package, :mod:`sed_lightning.postprocessing.sebbs`): per class the step filter, 
 threshold and detection threshold with the best validation F1, written to
 ``RUN_DIR/postprocess_sebbs.yaml``; the test metrics go to ``RUN_DIR/metrics_sebbs.json``
 (validation figures of the tuned boxes beside them, ``val/...``).
+
+A training run does the same at its end with ``postprocess=tuned_median`` or
+``postprocess=sebbs`` (``postprocess.tune``): :func:`tune_and_test`, called by
+:mod:`sed_lightning.training.tuning` after the test and the validation scores.
 """
 
 from __future__ import annotations
@@ -71,7 +75,9 @@ from sed_lightning.evaluation.scores import (
 from sed_lightning.evaluation.settings import EVENT_BASED, PSDS_SETTINGS, PSDSSetting
 from sed_lightning.postprocessing import (
     EVENT_COLUMNS,
+    TUNE_METHODS,
     PostProcessor,
+    decoder_settings,
     resolve_per_class,
     window_in_frames,
 )
@@ -79,10 +85,16 @@ from sed_lightning.postprocessing.events import event_times
 
 WINDOWS = (1, 3, 5, 7, 11, 21)  # median-filter lengths in frames
 THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
-DEFAULT_POSTPROCESS = asdict(PostprocessConfig())  # the schema's defaults
+DEFAULT_POSTPROCESS = decoder_settings(asdict(PostprocessConfig()))  # the schema's defaults
 SPLIT_FILES = {  # split -> (scores dir, reference, durations)
     "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
     "test": ("scores", "test_reference.tsv", "test_durations.tsv"),
+}
+#: ``--method`` / ``postprocess.tune`` (:data:`TUNE_METHODS`) -> (the tuned settings, the
+#: test metrics) it writes
+METHOD_FILES = {
+    "median": ("postprocess_tuned.yaml", "metrics_tuned.json"),
+    "sebbs": ("postprocess_sebbs.yaml", "metrics_sebbs.json"),
 }
 
 
@@ -148,16 +160,19 @@ def load_split(run_dir: str | Path, split: str) -> SavedSplit:
 
 def run_postprocess(run_dir: str | Path) -> dict[str, Any]:
     """The post-processing a run used: ``postprocess.yaml`` (written with its test outputs),
-    else the ``postprocess`` node of ``.hydra/config.yaml``, else the defaults."""
+    else the ``postprocess`` node of ``.hydra/config.yaml``, else the defaults (decoder
+    settings only: a ``tune`` key is left out)."""
     run_dir = Path(run_dir)
     saved = run_dir / "postprocess.yaml"
     if saved.is_file():
-        return {**DEFAULT_POSTPROCESS, **(yaml.safe_load(saved.read_text()) or {})}
+        return decoder_settings(
+            {**DEFAULT_POSTPROCESS, **(yaml.safe_load(saved.read_text()) or {})}
+        )
     hydra_config = run_dir / ".hydra" / "config.yaml"
     if hydra_config.is_file():
         node = (yaml.safe_load(hydra_config.read_text()) or {}).get("postprocess")
         if node:
-            return {**DEFAULT_POSTPROCESS, **node}
+            return decoder_settings({**DEFAULT_POSTPROCESS, **node})
     warnings.warn(f"{run_dir}: no postprocess.yaml or .hydra/config.yaml: defaults", stacklevel=2)
     return dict(DEFAULT_POSTPROCESS)
 
@@ -332,7 +347,7 @@ def write_tuned(run_dir: str | Path, tuning: Tuning, windows: Sequence[int]) -> 
         f"#   hydra.searchpath=[file://{run_dir.resolve()}/conf] postprocess=tuned\n"
     )
     text = header + yaml.safe_dump(plain(tuning.postprocess), sort_keys=False)
-    path = run_dir / "postprocess_tuned.yaml"
+    path = run_dir / METHOD_FILES["median"][0]
     path.write_text(text)
     hydra_copy = run_dir / "conf" / "postprocess" / "tuned.yaml"
     hydra_copy.parent.mkdir(parents=True, exist_ok=True)
@@ -454,7 +469,7 @@ def evaluate_tuned(
     after.update(psds_extras(test, windows, samples, mfi))
     after.update(versions())
     text = json.dumps(plain(after, nan=None), indent=2, sort_keys=True)
-    (run_dir / "metrics_tuned.json").write_text(text)
+    (run_dir / METHOD_FILES["median"][1]).write_text(text)
     return before, after
 
 
@@ -468,7 +483,7 @@ def tune_sebbs(run_dir: str | Path, test: bool = True) -> dict[str, Any]:
     events = ground_truth_events(val.reference)
     tuned, _ = SEBBsPostProcessor.tune(val.score_dfs, events, val.durations)
     header = "# cSEBBs tuned on this run's VALIDATION scores (tune_postprocess --method sebbs)\n"
-    (run_dir / "postprocess_sebbs.yaml").write_text(
+    (run_dir / METHOD_FILES["sebbs"][0]).write_text(
         header + yaml.safe_dump(plain(tuned.to_dict()), sort_keys=False)
     )
     metrics = _sebbs_metrics(val, tuned, "val/")
@@ -476,8 +491,21 @@ def tune_sebbs(run_dir: str | Path, test: bool = True) -> dict[str, Any]:
         metrics.update(_sebbs_metrics(load_split(run_dir, "test"), tuned, "test/"))
         metrics.update(versions())
         text = json.dumps(plain(metrics, nan=None), indent=2, sort_keys=True)
-        (run_dir / "metrics_sebbs.json").write_text(text)
+        (run_dir / METHOD_FILES["sebbs"][1]).write_text(text)
     return metrics
+
+
+def tune_and_test(run_dir: str | Path, method: str) -> dict[str, Any]:
+    """Tune ``method`` (``median`` | ``sebbs``) on the run's validation scores, then score
+    its test with the tuned decoder, with the CLI's defaults: the files of
+    :data:`METHOD_FILES`. Returns the metrics written (``test/...``; ``val/...`` too for
+    sebbs). The test files are read only once the tuning is written."""
+    if method == "sebbs":
+        return tune_sebbs(run_dir)
+    if method != "median":
+        raise ValueError(f"unknown tuning method {method!r}; allowed: {list(TUNE_METHODS)}")
+    _, after = evaluate_tuned(run_dir, tune_run(run_dir))
+    return after
 
 
 def _sebbs_metrics(split: SavedSplit, tuned, prefix: str) -> dict[str, float]:
@@ -516,7 +544,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tune-only", action="store_true", help="do not read the test files")
     parser.add_argument(
         "--method",
-        choices=("median", "sebbs"),
+        choices=TUNE_METHODS,
         default="median",
         help="median: per-class median window + threshold; sebbs: sound event bounding boxes",
     )
@@ -546,13 +574,14 @@ def run(args: argparse.Namespace) -> None:
             k for k, v in metrics.items() if k.count("/") == 1 and isinstance(v, float)
         ):
             print(f"{key:<34} {metrics[key]:.4f}")
-        print(f"-> {args.run_dir / 'postprocess_sebbs.yaml'} ({time.perf_counter() - start:.1f} s)")
+        path = args.run_dir / METHOD_FILES["sebbs"][0]
+        print(f"-> {path} ({time.perf_counter() - start:.1f} s)")
         return
     tuning = tune_run(args.run_dir, args.windows, args.thresholds)
     print(tuning.table.to_string(index=False))
     print(
         f"tuned on validation in {time.perf_counter() - start:.1f} s -> "
-        f"{args.run_dir / 'postprocess_tuned.yaml'}"
+        f"{args.run_dir / METHOD_FILES['median'][0]}"
     )
     if args.tune_only:
         return
@@ -567,7 +596,7 @@ def run(args: argparse.Namespace) -> None:
     extras = {k: v for k, v in after.items() if "_ci_" in k or "mfi_" in k}
     print("\n".join(f"{k:<34} {v:.4f}" for k, v in extras.items()))
     print("PSDS: sed_scores_eval on the raw scores (threshold and median-filter independent).")
-    print(f"-> {args.run_dir / 'metrics_tuned.json'} ({time.perf_counter() - start:.1f} s)")
+    print(f"-> {args.run_dir / METHOD_FILES['median'][1]} ({time.perf_counter() - start:.1f} s)")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from sed_lightning.tune_postprocess import (
     events_by_class,
     load_split,
     main,
+    run_postprocess,
     threshold_events,
     tune_run,
 )
@@ -118,6 +119,16 @@ def test_tuning_never_reads_the_test_split(run):
     assert table.loc["knock", "threshold"] == pytest.approx(0.7)
     with pytest.raises((FileNotFoundError, ValueError, KeyError)):
         evaluate_tuned(run, tune_run(run))  # the test step is the one that needs them
+
+
+def test_a_runs_tune_key_is_not_a_decoder_setting(run):
+    """A run trained with postprocess=sebbs records `tune` in .hydra/config.yaml."""
+    (run / "postprocess.yaml").unlink()
+    node = {"median_window": 0.1, "threshold": 0.5, "min_duration": 0.0, "tune": "sebbs"}
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"postprocess": node}))
+    assert run_postprocess(run) == {"median_window": 0.1, "threshold": 0.5, "min_duration": 0.0}
+    before, after = evaluate_tuned(run, tune_run(run), samples=0, mfi=False)
+    assert after["test/event_f1/knock"] == pytest.approx(1.0)
 
 
 def test_cli_writes_tuned_test_metrics_with_psds_intervals(run, capsys):

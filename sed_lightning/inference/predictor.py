@@ -22,7 +22,7 @@ from sed_lightning.inference.windows import (
     WindowPlan,
     iter_windows,
 )
-from sed_lightning.postprocessing import PostProcessor
+from sed_lightning.postprocessing import PostProcessor, decoder_settings
 from sed_lightning.training.build import build_module, label_encoder
 from sed_lightning.training.checkpoints import upgrade_checkpoint
 from sed_lightning.training.module import SEDModule
@@ -44,7 +44,8 @@ class Predictor:
         module: the trained module (put in eval mode).
         encoder: the model's frame grid for one training clip.
         sample_rate: the training sample rate.
-        postprocess: :class:`~sed_lightning.postprocessing.PostProcessor` settings.
+        postprocess: :class:`~sed_lightning.postprocessing.PostProcessor` settings (a
+            ``tune`` key, as in a run's ``postprocess`` node, is ignored).
         hop: seconds between window starts; ``None``: half a window.
         pad: ``reflect`` | ``zeros`` | ``none``.
         batch_size: windows per forward pass.
@@ -66,7 +67,7 @@ class Predictor:
         self.encoder = encoder
         self.sample_rate = sample_rate
         self.postprocessor = PostProcessor(
-            encoder.class_names, encoder.frame_hop, **dict(postprocess)
+            encoder.class_names, encoder.frame_hop, **decoder_settings(postprocess)
         )
         self.frame_samples = int(round(encoder.frame_hop * sample_rate))
         hop_frames = encoder.n_frames // 2 if hop is None else round(hop / encoder.frame_hop)

@@ -29,6 +29,25 @@ TIME_DECIMALS = 6
 
 PerClass = float | Mapping[str, float]
 
+#: The :class:`PostProcessor` settings of a ``postprocess`` config.
+DECODER_KEYS = ("median_window", "threshold", "min_duration")
+#: ``postprocess.tune``: what ``train`` tunes on the validation scores after the test
+#: (``null``: nothing), :mod:`sed_lightning.tune_postprocess`'s ``--method``.
+TUNE_METHODS = ("median", "sebbs")
+
+
+def decoder_settings(postprocess: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The :class:`PostProcessor` keyword arguments of a ``postprocess`` config (a mapping
+    or an OmegaConf node): without ``tune``, which says what a run tunes after its test,
+    not how frames are decoded.
+
+    >>> decoder_settings({"threshold": 0.4, "tune": "sebbs"})
+    {'threshold': 0.4}
+    """
+    settings = dict(plain(postprocess) or {})
+    settings.pop("tune", None)
+    return settings
+
 
 def empty_event_table() -> pd.DataFrame:
     """An event table with no rows and the standard columns/dtypes."""
@@ -177,21 +196,21 @@ class PostProcessor:
         """Build from a Hydra/omegaconf node (or any mapping).
 
         ``cfg`` holds ``median_window``, ``threshold``, ``min_duration`` and optionally
-        ``class_names`` / ``frame_hop``; explicit arguments override the node. ``_target_`` and
-        other Hydra keys starting with ``_`` are ignored.
+        ``class_names`` / ``frame_hop``; explicit arguments override the node. ``_target_``,
+        other Hydra keys starting with ``_`` and ``tune`` are ignored.
 
         >>> PostProcessor.from_config(
         ...     {"threshold": {"Dog": 0.3, "default": 0.5}}, class_names=["Cat", "Dog"], frame_hop=0.1
         ... ).threshold
         {'Cat': 0.5, 'Dog': 0.3}
         """
-        params = dict(plain(cfg) or {})
+        params = decoder_settings(cfg)  # ``tune`` is not a decoder setting
         params = {k: v for k, v in params.items() if not str(k).startswith("_")}
         if class_names is not None:
             params["class_names"] = class_names
         if frame_hop is not None:
             params["frame_hop"] = frame_hop
-        allowed = {"class_names", "frame_hop", "median_window", "threshold", "min_duration"}
+        allowed = {"class_names", "frame_hop", *DECODER_KEYS}
         unknown = sorted(set(params) - allowed)
         if unknown:
             raise ValueError(

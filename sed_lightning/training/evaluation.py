@@ -24,7 +24,7 @@ import torch.distributed as dist
 from sed_lightning.data.datasets import SEDDataset
 from sed_lightning.data.tsv import STRONG_COLUMNS
 from sed_lightning.evaluation.scoring import StageResult, score_set
-from sed_lightning.postprocessing import PostProcessor
+from sed_lightning.postprocessing import PostProcessor, decoder_settings
 from sed_lightning.training.module import SEDModule, StagePredictions
 from sed_lightning.training.outputs import RunOutputs
 
@@ -123,7 +123,8 @@ class SEDEvaluation(L.Callback):
 
     Args:
         postprocess: :class:`PostProcessor` settings (``median_window``, ``threshold``,
-            ``min_duration``, each a number or a per-class mapping).
+            ``min_duration``, each a number or a per-class mapping); a ``tune`` key (the
+            run's ``postprocess`` node) is ignored: ``train`` tunes after the test.
         output_dir: where test outputs go (``None``: nothing written).
         val_psds: also compute PSDS on validation (slower).
         save_val_scores: write the validation scores of the tested weights (skipped with
@@ -142,7 +143,7 @@ class SEDEvaluation(L.Callback):
         save_val_scores: bool = True,
         dcase2016: bool = True,
     ) -> None:
-        self.postprocess = dict(postprocess)
+        self.postprocess = decoder_settings(postprocess)
         self.outputs = RunOutputs(output_dir) if output_dir else None
         self.val_psds = val_psds
         self.save_val_scores = save_val_scores
@@ -218,24 +219,24 @@ class SEDEvaluation(L.Callback):
             self.outputs.write_shards(self.scored_by_rank)
 
 
-def save_val_scores(trainer: L.Trainer, module: SEDModule) -> None:
+def save_val_scores(trainer: L.Trainer, module: SEDModule) -> Path | None:
     """Score the validation set with ``module``'s weights (after ``trainer.test``: the tested
     ones) and write ``val_scores/``, ``val_reference.tsv``, ``val_durations.tsv`` and
     ``metrics_val.json`` (every test figure, on validation: ``val/...``) where
     the run's :class:`SEDEvaluation` writes (every process scores its share, rank 0
     writes). Nothing without that callback, its ``output_dir`` or ``save_val_scores``, or
-    with ``fast_dev_run``."""
+    with ``fast_dev_run``. Returns the folder written to (rank 0), else ``None``."""
     evaluation = next((c for c in trainer.callbacks if isinstance(c, SEDEvaluation)), None)
     if evaluation is None or evaluation.outputs is None or not evaluation.save_val_scores:
-        return
+        return None
     if trainer.fast_dev_run:
         log.info("fast_dev_run: validation scores of the tested weights not written")
-        return
+        return None
     datamodule = trainer.datamodule
     dataset = datamodule.dataset(datamodule.val_set)
     preds, _ = gather_predictions(predict_set(trainer, module, datamodule.val_dataloader()))
     if not trainer.is_global_zero:
-        return
+        return None
     files = [f for f in dataset.filenames if f in preds.frames]
     # every figure of the test (PSDS, DCASE 2016 too) on validation: the column that
     # chooses defaults (the report's validation column)
@@ -247,3 +248,4 @@ def save_val_scores(trainer: L.Trainer, module: SEDModule) -> None:
         "(val_scores/, metrics_val.json)",
         evaluation.output_dir,
     )
+    return evaluation.output_dir

@@ -16,11 +16,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from sed_lightning.data.batch import KINDS
-from sed_lightning.postprocessing import PostProcessor
+from sed_lightning.postprocessing import (
+    DECODER_KEYS,
+    TUNE_METHODS,
+    PostProcessor,
+    decoder_settings,
+)
 
 log = logging.getLogger(__name__)
 
-POSTPROCESS_KEYS = ("median_window", "threshold", "min_duration")
+POSTPROCESS_KEYS = (*DECODER_KEYS, "tune")
 
 
 class ConfigError(ValueError):
@@ -44,6 +49,8 @@ def check_postprocess(
     unknown = sorted(set(settings) - set(POSTPROCESS_KEYS))
     if unknown:
         raise ConfigError(f"{key}: unknown option(s) {unknown}; allowed: {list(POSTPROCESS_KEYS)}")
+    check_tune(settings.get("tune"), key)
+    settings = decoder_settings(settings)
     for name, value in settings.items():
         values = value.items() if isinstance(value, Mapping) else [(None, value)]
         for cls, v in values:
@@ -63,6 +70,23 @@ def check_postprocess(
         return PostProcessor(class_names, frame_hop, **settings)
     except (TypeError, ValueError) as err:  # e.g. a mapping without 'default' missing a class
         raise ConfigError(f"{key}.{err}") from err
+
+
+def check_tune(method: Any, key: str = "postprocess") -> None:
+    """``postprocess.tune``: ``None`` or one of :data:`TUNE_METHODS`; ``sebbs`` needs the
+    optional ``sebbs`` package, checked now rather than after the training."""
+    if method is None:
+        return
+    if method not in TUNE_METHODS:
+        allowed = ", ".join(["null", *TUNE_METHODS])
+        raise ConfigError(f"{key}.tune: unknown method {method!r}; allowed: {allowed}")
+    if method == "sebbs":
+        from sed_lightning.postprocessing.sebbs import import_sebbs
+
+        try:
+            import_sebbs()
+        except ImportError as err:
+            raise ConfigError(f"{key}.tune: {err}") from None
 
 
 def check_config(cfg: DictConfig, frame_hop: float) -> None:

@@ -133,6 +133,10 @@ def test_from_config_with_omegaconf_node():
     assert pp.min_duration == {"cat": 0.1, "dog": 0.1}
     with pytest.raises(ValueError, match="median_widow"):
         PostProcessor.from_config({"median_widow": 0.3}, class_names=["a"], frame_hop=HOP)
+    # a run's `postprocess` node also says what the run tunes after its test: not a setting
+    tuned_run = OmegaConf.merge(cfg, {"tune": "sebbs"})
+    pp = PostProcessor.from_config(tuned_run, class_names=["cat", "dog"], frame_hop=HOP)
+    assert pp.threshold == {"cat": 0.4, "dog": 0.4}
     # DictConfig values passed straight to the constructor (hydra.utils.instantiate) work too.
     pp = PostProcessor(["cat", "dog"], HOP, median_window=cfg.median_window)
     assert pp.window_frames == {"cat": 3, "dog": 1}
