@@ -12,6 +12,17 @@ swept overrides without the seed, and writes into the study folder:
   budget, the seeds, the dates of the runs and the package versions;
 - ``results.png``: a bar chart of the means with std error bars.
 
+The validation columns (``val/*``, from ``metrics_val.json``) come first, the test ones
+after. When runs hold test figures of a decoder tuned on validation after training
+(``tune_postprocess RUN_DIR`` or ``postprocess=tuned_median``: ``metrics_tuned.json``;
+``--method sebbs`` or ``postprocess=sebbs``: ``metrics_sebbs.json``), the decoder-dependent
+event figures (:data:`TUNED_METRICS`) get columns ``test_tuned/<metric>`` and
+``test_sebbs/<metric>`` (the prefixes of the run's own logged metrics) after the untuned test
+ones; their mean is over the runs that have the file (``<metric>_n`` in the CSV, ``n=K`` in
+the markdown where fewer than the seeds). PSDS does not depend on the decoder, and the
+``val/*`` figures of ``metrics_sebbs.json`` are in-sample (tuned on that set): neither is a
+column.
+
 Swept overrides are the keys of ``hydra.sweeper.params``, the command-line sweeps of the
 multirun (``multirun.yaml``) and the keys listed in ``study.factors``. The reference
 configuration is ``study.reference`` (comma-separated ``key=value``); each other
@@ -39,6 +50,7 @@ from sed_lightning.common import HEADLINE_METRICS
 from sed_lightning.evaluation.settings import DCASE2016_KEYS
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.training.run_info import RUN_INFO
+from sed_lightning.training.tuning import prefixed, tuned_prefix
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +61,16 @@ OPTIONAL_METRICS = DCASE2016_KEYS
 #: the split that chooses defaults (the test columns only report).
 VALIDATION_METRICS = ("val/event_f1", "val/psds1", "val/dcase2016/onset_f1")
 METRIC_PREFIX = "test/"
+#: Written after training by ``tune_postprocess`` (or ``postprocess.tune``): test figures of
+#: the decoder tuned on validation (median window + threshold per class; cSEBBs).
+TUNED_FILES = ("metrics_tuned.json", "metrics_sebbs.json")
+#: The prefixes of their test figures in a run's metrics (and the table): ``test_tuned/``,
+#: ``test_sebbs/`` (:func:`sed_lightning.training.tuning.tuned_prefix`).
+TUNED_PREFIXES = tuple(tuned_prefix(name, "test") for name in TUNED_FILES)
+#: The figures of the tuned decoders in the table (when a run has them): the event-level ones
+#: that depend on the decoder (PSDS does not; its column would repeat the untuned one).
+TUNED_METRICS = ("event_f1", "dcase2016/onset_f1")
+TUNED_COLUMNS = tuple(prefix + m for prefix in TUNED_PREFIXES for m in TUNED_METRICS)
 ROUND_KEY = "rounds"
 TEST_NAME = "paired t-test (scipy.stats.ttest_rel)"
 
@@ -260,9 +282,24 @@ def expand(run: RunDir, keys: Sequence[str]) -> list[Run]:
         validation = path.parent / "metrics_val.json"  # written with the test outputs
         if round_ is None and validation.is_file():
             run_.metrics.update(json.loads(validation.read_text()))
+        run_.metrics.update(tuned_metrics(path.parent))
         run_.versions, run_.started = info.get("versions", {}), started(info, path)
         runs.append(run_)
     return runs
+
+
+def tuned_metrics(folder: Path) -> dict[str, float]:
+    """The test figures of the decoders tuned on validation that ``folder`` holds
+    (:data:`TUNED_FILES`), under their prefixes: ``test_tuned/...``, ``test_sebbs/...``
+    (``{}`` without the files; the in-sample ``val/...`` of ``metrics_sebbs.json`` left out).
+    """
+    out: dict[str, float] = {}
+    for name in TUNED_FILES:
+        path = folder / name
+        if path.is_file():
+            figures = prefixed(json.loads(path.read_text()), name)
+            out.update({k: v for k, v in figures.items() if k.startswith(TUNED_PREFIXES)})
+    return out
 
 
 def load_runs(runs_dir: Path) -> list[Run]:
@@ -322,30 +359,36 @@ def is_reference(factors: Mapping[str, str], reference: Mapping[str, str]) -> bo
 
 
 def metric(run: Run, name: str) -> float:
-    """A test metric of a run (``val/...``: a validation one; NaN when missing)."""
-    value = run.metrics.get(name if name.startswith("val/") else METRIC_PREFIX + name)
+    """A test metric of a run (``val/...``: a validation one; ``test_tuned/...``,
+    ``test_sebbs/...``: a test one of a tuned decoder; NaN when missing)."""
+    qualified = name.startswith(("val/", *TUNED_PREFIXES))
+    value = run.metrics.get(name if qualified else METRIC_PREFIX + name)
     return float("nan") if value is None else float(value)
 
 
 def metric_names(runs: Sequence[Run]) -> tuple[str, ...]:
     """The table's metrics: the :data:`VALIDATION_METRICS` and :data:`OPTIONAL_METRICS` a
-    run has, around :data:`METRICS`."""
+    run has, around :data:`METRICS`, then the :data:`TUNED_COLUMNS` a run has."""
     val = [m for m in VALIDATION_METRICS if any(m in r.metrics for r in runs)]
     extra = [m for m in OPTIONAL_METRICS if any(METRIC_PREFIX + m in r.metrics for r in runs)]
-    return (*val, *METRICS, *extra)
+    tuned = [m for m in TUNED_COLUMNS if any(m in r.metrics for r in runs)]
+    return (*val, *METRICS, *extra, *tuned)
 
 
 def table_metrics(table: pd.DataFrame) -> list[str]:
     """The metrics a summary table has columns for (in table order)."""
-    every = (*VALIDATION_METRICS, *METRICS, *OPTIONAL_METRICS)
+    every = (*VALIDATION_METRICS, *METRICS, *OPTIONAL_METRICS, *TUNED_COLUMNS)
     return [m for m in every if f"{m}_mean" in table.columns]
 
 
 def paired_p(config: Mapping[Any, Run], reference: Mapping[Any, Run], name: str) -> float:
-    """p-value of the paired t-test over the seeds both have (NaN with fewer than 2)."""
+    """p-value of the paired t-test over the seeds both have (NaN with fewer than 2); for a
+    tuned decoder's figure, over the seeds whose runs both have it."""
     seeds = [s for s in config if s in reference]
-    a = [metric(config[s], name) for s in seeds]
-    return paired_ttest_p(a, [metric(reference[s], name) for s in seeds])
+    pairs = [(metric(config[s], name), metric(reference[s], name)) for s in seeds]
+    if name in TUNED_COLUMNS:
+        pairs = [(a, b) for a, b in pairs if not (np.isnan(a) or np.isnan(b))]
+    return paired_ttest_p([a for a, _ in pairs], [b for _, b in pairs])
 
 
 def natural_key(text: str) -> list[Any]:
@@ -376,7 +419,8 @@ def table_row(
     is_ref: bool,
     names: Sequence[str] = METRICS,
 ) -> dict:
-    """The summary of one configuration (a run without a metric counts it as NaN)."""
+    """The summary of one configuration (a run without a metric counts it as NaN, but for a
+    tuned decoder's figure: its mean / std are over the runs that have it, ``<name>_n``)."""
     row: dict[str, Any] = {
         "configuration": config,
         "reference": is_ref,
@@ -385,10 +429,14 @@ def table_row(
     }
     for name in names:
         values = np.array([metric(run, name) for run in seeds.values()])
-        row[f"{name}_mean"] = float(values.mean())
+        if name in TUNED_COLUMNS:  # not every run may have been tuned
+            values = values[~np.isnan(values)]
+        row[f"{name}_mean"] = float(values.mean()) if len(values) else float("nan")
         row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
         no_test = is_ref or reference is None
         row[f"{name}_p"] = float("nan") if no_test else paired_p(seeds, reference, name)
+        if name in TUNED_COLUMNS:
+            row[f"{name}_n"] = len(values)
     return row
 
 
@@ -429,11 +477,17 @@ def header(runs: Sequence[Run], runs_dir: Path, names: Sequence[str] = METRICS) 
         f"- cells: mean ± std (ddof=1) over seeds of the test-set metric; p: {TEST_NAME} "
         "against the reference over the seeds both have (n/a with fewer than 2 pairs)",
     ]
+    splits = []
     if any(name.startswith("val/") for name in names):
-        lines.append(
+        splits.append(
             "- val/*: the same figures on the validation set (the split every choice is made "
             "on); the other columns: test, reported once"
         )
+    tuned = [p for p in TUNED_PREFIXES if any(name.startswith(p) for name in names)]
+    if tuned:
+        splits.append(("; " if splits else "- ") + tuned_text(tuned))
+    if splits:
+        lines.append("".join(splits))
     if any(name in DCASE2016_KEYS for name in names):
         lines.append(
             "- dcase2016/*: the DCASE 2016 Task 2 figures (sed_eval, overall = micro): "
@@ -441,6 +495,35 @@ def header(runs: Sequence[Run], runs_dir: Path, names: Sequence[str] = METRICS) 
             "rate / F1 on 1 s segments; error rates: lower is better"
         )
     return [*lines, ""]
+
+
+def tuned_text(prefixes: Sequence[str]) -> str:
+    """What the tuned columns of ``prefixes`` (``test_tuned/``, ``test_sebbs/``) hold."""
+    what = {
+        TUNED_PREFIXES[0]: "per-class median window + threshold (metrics_tuned.json)",
+        TUNED_PREFIXES[1]: "cSEBBs, sound event bounding boxes (metrics_sebbs.json)",
+    }
+    return (
+        ", ".join(f"{prefix}*" for prefix in prefixes)
+        + ": test figures with the decoder tuned on the validation scores of the tested "
+        "weights after training (tune_postprocess or postprocess.tune): "
+        + "; ".join(f"{prefix.rstrip('/')} = {what[prefix]}" for prefix in prefixes)
+        + "; the unprefixed test columns: the run's own fixed decoder; PSDS does not depend "
+        "on the decoder (one column); n=K: the mean over the K seeds whose run has the file "
+        "(an empty cell: none has)"
+    )
+
+
+def cell(row: Mapping[str, Any], name: str) -> str:
+    """A markdown cell: :func:`fmt_cell`; for a tuned decoder's figure, ``n=K`` when fewer
+    than the configuration's seeds have it, empty when none has."""
+    n = row.get(f"{name}_n")
+    if n is None or pd.isna(n):
+        return fmt_cell(row, name)
+    if n == 0:
+        return ""
+    text = fmt_cell(row, name)
+    return text if n == row["n_seeds"] else f"{text}, n={int(n)}"
 
 
 def markdown(table: pd.DataFrame, runs: Sequence[Run], runs_dir: Path) -> str:
@@ -451,7 +534,7 @@ def markdown(table: pd.DataFrame, runs: Sequence[Run], runs_dir: Path) -> str:
     lines.append("|---|---|" + "---|" * len(names))
     for row in table.to_dict("records"):
         name = f"**{row['configuration']}** (ref)" if row["reference"] else row["configuration"]
-        cells = [fmt_cell(row, m) for m in names]
+        cells = [cell(row, m) for m in names]
         lines.append(f"| {name} | {row['n_seeds']} | " + " | ".join(cells) + " |")
     lines += ["", "![results](results.png)", ""]
     return "\n".join(lines)

@@ -16,7 +16,14 @@ from omegaconf import OmegaConf, open_dict
 from scipy import stats
 
 from sed_lightning.evaluation.settings import DCASE2016_KEYS
-from sed_lightning.report import METRICS, load_runs, main, report, summary_table
+from sed_lightning.report import (
+    METRICS,
+    load_runs,
+    main,
+    report,
+    summary_table,
+    table_metrics,
+)
 from sed_lightning.training.run_info import RUN_INFO, write_run_info
 from tests.conftest import ROOT, TINY, compose_train
 from tests.training.runs import ensure_data, env
@@ -177,6 +184,96 @@ def test_validation_columns_come_first_when_runs_wrote_them(tmp_path):
     head = next(line for line in md.splitlines() if line.startswith("| configuration"))
     assert head.startswith("| configuration | seeds | val/event_f1 | event_f1")
     assert "the split every choice is made on" in md
+
+
+def write_json(path: Path, values: dict) -> None:
+    path.write_text(json.dumps(values))
+
+
+def md_rows(md: str) -> dict[str, dict[str, str]]:
+    """The markdown table as ``configuration -> column -> cell``."""
+    lines = [line for line in md.splitlines() if line.startswith("| ")]
+    head = [c.strip() for c in lines[0].strip("|").split(" | ")]
+    rows = {}
+    for line in lines[1:]:  # (the |---| line does not start with "| ")
+        cells = [c.strip() for c in line[1:-1].split(" | ")]
+        rows[cells[0].removeprefix("**").split("**")[0]] = dict(zip(head, cells, strict=True))
+    return rows
+
+
+def test_tuned_decoder_columns_come_after_the_test_ones_over_the_runs_that_have_them(tmp_path):
+    """metrics_tuned.json in 5 of 6 runs, metrics_sebbs.json in one: their event figures are
+    columns after the untuned test ones, each mean over the runs that have the file."""
+    study = tmp_path / "study"
+    made = fake_study(study, {"fixed": [1, 2, 3], "auto": [1, 2, 3]})
+    run = {(o, s): study / "runs" / f"{o}_{s}" for o in ("fixed", "auto") for s in (1, 2, 3)}
+    for folder in run.values():
+        write_json(folder / "metrics_val.json", {"val/event_f1": 0.3})
+    tuned = {("fixed", 1): 0.4, ("fixed", 2): 0.5, ("fixed", 3): 0.6}
+    tuned |= {("auto", 1): 0.5, ("auto", 2): 0.7}  # auto seed 3: not tuned
+    for key, f1 in tuned.items():
+        figures = {"test/event_f1": f1, "test/dcase2016/onset_f1": f1 + 0.1, "test/psds1": 0.9}
+        figures |= {"test/event_f1/speech": 0.1, "versions/torch": "9.9.9"}
+        write_json(run[key] / "metrics_tuned.json", figures)
+    sebbs = {"test/event_f1": 0.65, "test/psds1": 0.9, "val/event_f1": 0.99}  # val: in-sample
+    write_json(run["auto", 3] / "metrics_sebbs.json", sebbs)
+
+    table = report(study).set_index("configuration")
+    new = ["test_tuned/event_f1", "test_tuned/dcase2016/onset_f1", "test_sebbs/event_f1"]
+    assert table_metrics(table) == ["val/event_f1", *METRICS, *new]  # no tuned PSDS column
+    fixed, auto = table.loc["loss=fixed"], table.loc["loss=auto"]
+    assert fixed["test_tuned/event_f1_mean"] == pytest.approx(0.5)
+    assert fixed["test_tuned/event_f1_std"] == pytest.approx(0.1)
+    assert fixed["test_tuned/dcase2016/onset_f1_mean"] == pytest.approx(0.6)
+    assert auto["test_tuned/event_f1_mean"] == pytest.approx(0.6)  # seeds 1, 2
+    assert auto["test_tuned/event_f1_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert auto["test_tuned/event_f1_p"] == pytest.approx(  # paired over seeds 1, 2
+        stats.ttest_rel([0.5, 0.7], [0.4, 0.5]).pvalue
+    )
+    assert (fixed["test_tuned/event_f1_n"], auto["test_tuned/event_f1_n"]) == (3, 2)
+    assert auto["test_sebbs/event_f1_mean"] == pytest.approx(0.65)
+    assert auto["test_sebbs/event_f1_n"] == 1 and np.isnan(auto["test_sebbs/event_f1_std"])
+    assert fixed["test_sebbs/event_f1_n"] == 0 and np.isnan(fixed["test_sebbs/event_f1_mean"])
+    assert np.isnan(auto["test_sebbs/event_f1_p"])
+    # the untuned figures are unchanged: the test of metrics.json, the val of metrics_val.json
+    for option in ("fixed", "auto"):
+        row = table.loc[f"loss={option}"]
+        assert row["event_f1_mean"] == pytest.approx(expected(made[option], "event_f1")[0])
+        assert row["psds1_mean"] == pytest.approx(expected(made[option], "psds1")[0])
+        assert row["val/event_f1_mean"] == pytest.approx(0.3)
+    assert list(table["n_seeds"]) == [3, 3]
+
+    md = (study / "results.md").read_text()
+    head = next(line for line in md.splitlines() if line.startswith("| configuration"))
+    assert head.startswith("| configuration | seeds | val/event_f1 | event_f1")
+    assert head.endswith(" | clip_map | " + " | ".join(new) + " |")
+    line = next(line for line in md.splitlines() if line.startswith("- val/*"))
+    assert "test_tuned/*, test_sebbs/*: test figures with the decoder tuned on the" in line
+    assert "median window + threshold" in line and "cSEBBs" in line and "n=K" in line
+    rows = md_rows(md)
+    assert rows["loss=fixed"]["test_tuned/event_f1"] == "0.500 ± 0.100"
+    assert rows["loss=auto"]["test_tuned/event_f1"].startswith("0.600 ± 0.141 (p=")
+    assert rows["loss=auto"]["test_tuned/event_f1"].endswith(", n=2")
+    assert rows["loss=auto"]["test_sebbs/event_f1"] == "0.650 (p n/a), n=1"
+    assert rows["loss=fixed"]["test_sebbs/event_f1"] == ""
+
+    saved = pd.read_csv(study / "results.csv").set_index("configuration")
+    assert list(saved.columns) == list(table.columns)
+    assert saved.loc["loss=auto", "test_tuned/event_f1_mean"] == pytest.approx(0.6)
+    assert saved.loc["loss=auto", "test_tuned/event_f1_n"] == 2
+    assert np.isnan(saved.loc["loss=fixed", "test_sebbs/event_f1_mean"])
+
+
+def test_no_tuned_decoder_columns_without_tuned_files(tmp_path):
+    fake_study(tmp_path, {"fixed": [1, 2], "auto": [1, 2]})
+    table = report(tmp_path)
+    assert table_metrics(table) == list(METRICS)
+    assert not any(c.startswith(("test_tuned/", "test_sebbs/")) for c in table.columns)
+    assert not any(c.endswith("_n") for c in table.columns)
+    md = (tmp_path / "results.md").read_text()
+    assert "test_tuned" not in md and "test_sebbs" not in md and "n=" not in md
+    saved = pd.read_csv(tmp_path / "results.csv")
+    assert not any(c.startswith(("test_tuned/", "test_sebbs/")) for c in saved.columns)
 
 
 def test_versions_and_dates_come_from_run_info(tmp_path):
