@@ -8,6 +8,10 @@ Usage::
     python -m sed_lightning.tune_postprocess RUN_DIR --method sebbs [--tune-only]
     python -m sed_lightning.tune_postprocess median-study RUN_DIR [RUN_DIR ...] --out DIR
         (see :mod:`sed_lightning.median_study`)
+    python -m sed_lightning.tune_postprocess cv RUN_DIR [RUN_DIR ...] [--folds 2] [--out FILE]
+        (does the tuning generalize? k-fold cross-validation inside the validation set,
+        default vs tuned decoder on held-out folds, test files never read; see
+        :mod:`sed_lightning.tuning_cv`)
 
 A training run writes (``SEDEvaluation``) ``val_scores/`` + ``val_reference.tsv`` +
 ``val_durations.tsv`` (validation scores of the tested weights) next to the test outputs
@@ -532,7 +536,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sed_lightning.tune_postprocess",
         description="Tune per-class median window + threshold on validation scores; "
-        "evaluate on test. Subcommand `median-study RUN_DIR... --out DIR`: see median_study.",
+        "evaluate on test. Subcommands `median-study RUN_DIR... --out DIR`: see median_study; "
+        "`cv RUN_DIR... [--folds K] [--out FILE]`: see tuning_cv.",
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
@@ -557,6 +562,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from sed_lightning.median_study import main as study_main
 
         study_main(argv[1:])
+        return
+    if argv and argv[0] == "cv":
+        from sed_lightning.tuning_cv import main as cv_main
+
+        cv_main(argv[1:])
         return
     args = parse_args(argv)
     try:
