@@ -239,13 +239,29 @@ def study_metadata(config: DictConfig) -> dict[str, Any]:
 
 
 def factor_keys(run_dirs: Sequence[RunDir]) -> list[str]:
-    """The keys that define a configuration: every swept key and ``study.factors``, no seed."""
+    """The keys that define a configuration, no seed: every swept key and ``study.factors``.
+
+    A study with neither (separate single-configuration commands, e.g. ``scheduler=cosine``
+    then ``scheduler=cosine data.batch_sizes.strong=24``) is told apart by its command-line
+    overrides: each key whose value differs between two runs of the same seed (a per-seed
+    value such as a checkpoint path does not split a configuration).
+    """
     keys: dict[str, None] = {}
     for run in run_dirs:
         extra = study_metadata(run.config).get("factors") or []
         for key in [*run.swept, *extra]:
             keys[strip_prefix(key)] = None
     keys.pop("seed", None)
+    if keys:
+        return list(keys)
+    for key in sorted({k for run in run_dirs for k in run.overrides} - {"seed"}):
+        if key.startswith("hydra"):
+            continue
+        by_seed: dict[Any, set[str | None]] = {}
+        for run in run_dirs:
+            by_seed.setdefault(run.config.get("seed"), set()).add(run.overrides.get(key))
+        if any(len(values) > 1 for values in by_seed.values()):
+            keys[key] = None
     return list(keys)
 
 

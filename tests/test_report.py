@@ -480,3 +480,35 @@ def test_real_multirun_then_report(tmp_path, data_dir):
         for name in (*METRICS, *DCASE2016_KEYS):  # the real runs write the 2016 figures
             mean = np.mean([m[f"test/{name}"] for m in saved])
             assert table.loc[f"model/pooling={pooling}", f"{name}_mean"] == pytest.approx(mean)
+
+
+def test_separate_commands_without_sweeps_are_told_apart_by_their_overrides(tmp_path):
+    """No swept key, no study.factors: overrides that differ between runs of one seed make the
+    configurations; a per-seed value (a checkpoint path) does not."""
+    rng = np.random.default_rng(4)
+    study = {"name": "recipe", "reference": "scheduler=warmup"}
+    for s in (1, 2):
+        ckpt = f"init_from=/ckpt/seed{s}.ckpt"
+        make_run(
+            tmp_path / f"a{s}", ["scheduler=warmup", ckpt], s, random_metrics(rng), study=study
+        )
+        make_run(
+            tmp_path / f"b{s}", ["scheduler=cosine", ckpt], s, random_metrics(rng), study=study
+        )
+        make_run(
+            tmp_path / f"c{s}",
+            ["scheduler=cosine", "data.batch_sizes.strong=24", ckpt],
+            s,
+            random_metrics(rng),
+            study=study,
+        )
+    table = summary_table(load_runs(tmp_path))
+    assert sorted(table["configuration"]) == [
+        "data.batch_sizes.strong=24, scheduler=cosine",
+        "data.batch_sizes.strong=null, scheduler=cosine",
+        "data.batch_sizes.strong=null, scheduler=warmup",
+    ]
+    assert list(table["n_seeds"]) == [2, 2, 2]
+    assert table.loc[table["reference"], "configuration"].tolist() == [
+        "data.batch_sizes.strong=null, scheduler=warmup"
+    ]
