@@ -26,6 +26,7 @@ from sed_lightning.median_study import study
 from sed_lightning.postprocessing import PostProcessor
 from sed_lightning.training.preflight import check_postprocess
 from sed_lightning.tune_postprocess import (
+    SPLIT_FILES,
     class_event_f1,
     evaluate_tuned,
     events_by_class,
@@ -54,10 +55,7 @@ def clip_scores(gap_start: int = 30, fp_score: float = 0.6) -> tuple[np.ndarray,
 
 
 def write_split(run: Path, split: str, n_clips: int, gap_shift: int = 0) -> None:
-    scores_dir, ref, dur = {
-        "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
-        "test": ("scores", "test_reference.tsv", "test_durations.tsv"),
-    }[split]
+    scores_dir, ref, dur = SPLIT_FILES[split]  # the files a run writes
     frames, rows = {}, []
     for i in range(n_clips):
         name = f"{split}_{i:03d}.wav"

@@ -20,7 +20,7 @@ import yaml
 
 from sed_lightning.data.tsv import write_durations_tsv, write_strong_tsv
 from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
-from sed_lightning.tune_postprocess import load_split, main
+from sed_lightning.tune_postprocess import SPLIT_FILES, load_split, main
 from sed_lightning.tuning_cv import cross_validate, fold_split, subset
 from tests.conftest import CLASSES
 
@@ -45,10 +45,7 @@ def clip_scores(i: int) -> tuple[np.ndarray, list[tuple]]:
 
 
 def write_split(run: Path, split: str, n_clips: int) -> None:
-    scores_dir, ref, dur = {
-        "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
-        "test": ("scores", "test_reference.tsv", "test_durations.tsv"),
-    }[split]
+    scores_dir, ref, dur = SPLIT_FILES[split]  # the files a run writes
     frames, rows = {}, []
     for i in range(n_clips):
         name = f"{split}_{i:03d}.wav"
