@@ -19,9 +19,9 @@ after. When runs hold test figures of a decoder tuned on validation after traini
 event figures (:data:`TUNED_METRICS`) get columns ``test_tuned/<metric>`` and
 ``test_sebbs/<metric>`` (the prefixes of the run's own logged metrics) after the untuned test
 ones; their mean is over the runs that have the file (``<metric>_n`` in the CSV, ``n=K`` in
-the markdown where fewer than the seeds). PSDS does not depend on the decoder, and the
-``val/*`` figures of ``metrics_sebbs.json`` are in-sample (tuned on that set): neither is a
-column.
+the markdown where fewer than the seeds). The raw-score PSDS does not depend on the decoder
+(one column); the tuned files add the PSDS of the filtered scores / of the boxes. The
+``val/*`` figures of ``metrics_sebbs.json`` are in-sample (tuned on that set): not a column.
 
 Swept overrides are the keys of ``hydra.sweeper.params``, the command-line sweeps of the
 multirun (``multirun.yaml``) and the keys listed in ``study.factors``. The reference
@@ -69,7 +69,9 @@ TUNED_FILES = ("metrics_tuned.json", "metrics_sebbs.json")
 TUNED_PREFIXES = tuple(tuned_prefix(name, "test") for name in TUNED_FILES)
 #: The figures of the tuned decoders in the table (when a run has them): the event-level ones
 #: that depend on the decoder (PSDS does not; its column would repeat the untuned one).
-TUNED_METRICS = ("event_f1", "dcase2016/onset_f1")
+#: psds1_filtered (median+threshold tuning only): PSDS of the scores median-filtered with the
+#: tuned windows, the DCASE baselines' PSDS; psds1_boxes (cSEBBs only): PSDS of the boxes
+TUNED_METRICS = ("event_f1", "dcase2016/onset_f1", "psds1_filtered", "psds1_boxes")
 TUNED_COLUMNS = tuple(prefix + m for prefix in TUNED_PREFIXES for m in TUNED_METRICS)
 ROUND_KEY = "rounds"
 TEST_NAME = "paired t-test (scipy.stats.ttest_rel)"
@@ -524,9 +526,11 @@ def tuned_text(prefixes: Sequence[str]) -> str:
         + ": test figures with the decoder tuned on the validation scores of the tested "
         "weights after training (tune_postprocess or postprocess.tune): "
         + "; ".join(f"{prefix.rstrip('/')} = {what[prefix]}" for prefix in prefixes)
-        + "; the unprefixed test columns: the run's own fixed decoder; PSDS does not depend "
-        "on the decoder (one column); n=K: the mean over the K seeds whose run has the file "
-        "(an empty cell: none has)"
+        + "; the unprefixed test columns: the run's own fixed decoder; psds1/psds2: of the "
+        "raw frame scores, whatever the decoder; psds1_filtered: of the scores median-filtered "
+        "with the tuned windows (as the DCASE baselines report PSDS); psds1_boxes: of the "
+        "cSEBBs boxes; n=K: the mean over the K seeds whose run has the file (an empty cell: "
+        "none has)"
     )
 
 

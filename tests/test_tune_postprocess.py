@@ -27,9 +27,12 @@ from sed_lightning.postprocessing import PostProcessor
 from sed_lightning.training.preflight import check_postprocess
 from sed_lightning.tune_postprocess import (
     SPLIT_FILES,
+    SavedSplit,
     class_event_f1,
+    evaluate_split,
     evaluate_tuned,
     events_by_class,
+    filtered_psds,
     load_split,
     main,
     run_postprocess,
@@ -200,3 +203,43 @@ def test_median_study_with_one_run_says_no_test(tmp_path):
     table = study([fake_run(tmp_path / "only")], out, windows=[1, 11])
     assert table["window"].tolist() == ["1", "11", "tuned"]
     assert "(p n/a)" in (out / "results.md").read_text()
+
+
+def _spiky_split() -> SavedSplit:
+    """Two classes; clip c0 holds an `a` event (2-5 s), c1 a `b` event (6-8 s), both scored
+    0.8; c2 and c3 have no event but single-frame false-positive spikes of 0.95."""
+    n, classes = 100, ["a", "b"]
+    t = np.arange(n + 1) * HOP
+    frames = {k: np.full((n, 2), 0.02) for k in ("c0", "c1", "c2", "c3")}
+    frames["c0"][20:50, 0] = 0.8
+    frames["c1"][60:80, 1] = 0.8
+    for k in ("c2", "c3"):
+        frames[k][[10, 30, 50, 70], :] = 0.95
+    dfs = {
+        k: pd.DataFrame({"onset": t[:-1], "offset": t[1:], **dict(zip(classes, v.T, strict=True))})
+        for k, v in frames.items()
+    }
+    reference = pd.DataFrame(
+        [("c0", 2.0, 5.0, "a"), ("c1", 6.0, 8.0, "b")],
+        columns=["filename", "onset", "offset", "event_label"],
+    )
+    return SavedSplit(dfs, reference, {k: 10.0 for k in frames})
+
+
+def test_filtered_psds_is_the_psds_of_the_median_filtered_scores():
+    split = _spiky_split()
+    raw = evaluate_split(split, {"median_window": HOP, "threshold": 0.5, "min_duration": 0.0})
+    # a one-frame window filters nothing: the raw PSDS
+    same = filtered_psds(split, {"median_window": HOP, "threshold": 0.5, "min_duration": 0.0})
+    assert same["test/psds1_filtered"] == pytest.approx(raw["test/psds1"])
+    assert same["test/psds2_filtered"] == pytest.approx(raw["test/psds2"])
+    # a 5-frame window removes every spike and keeps the events: no false positive left
+    five = filtered_psds(split, {"median_window": 5 * HOP, "threshold": 0.5, "min_duration": 0.0})
+    assert raw["test/psds1"] < 0.1  # the spikes outrank the events: no TPR at a low eFPR
+    assert five["test/psds1_filtered"] > 0.9
+
+
+def test_cli_writes_the_filtered_psds_before_and_after_tuning(run):
+    main([str(run), "--bootstrap-samples", "0", "--no-mfi-psds"])
+    tuned = json.loads((run / "metrics_tuned.json").read_text())
+    assert {"test/psds1_filtered", "test/psds2_filtered"} <= set(tuned)

@@ -89,6 +89,18 @@ class SEBBsPostProcessor:
         """Every bounding box ``(onset, offset, class, confidence)`` by audio id."""
         return self._predictor.predict(dict(score_dfs), sound_classes=self.class_names)
 
+    def box_scores(
+        self, score_dfs: Mapping[str, pd.DataFrame], durations: Mapping[str, float] | None = None
+    ) -> dict[str, pd.DataFrame]:
+        """Score DataFrames of the boxes (sebbs' ``sed_scores_from_sebbs``): each box's
+        confidence over its extent, ``-inf`` elsewhere; PSDS of these is the PSDS of the
+        boxes, the figure the cSEBBs paper reports."""
+        from sebbs.utils import sed_scores_from_sebbs
+
+        return sed_scores_from_sebbs(
+            self.boxes(score_dfs), self.class_names, audio_duration=durations
+        )
+
     def __call__(self, score_dfs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         """Detected events ``filename, onset, offset, event_label`` (boxes above their
         class's detection threshold), sorted; never outside ``[0, clip end)``."""
