@@ -25,8 +25,8 @@ from sed_lightning.losses.sed_loss import build_sed_loss, loss_settings
 from sed_lightning.losses.terms import LossTerm
 from sed_lightning.training.mean_teacher import ConsistencyTerm
 from sed_lightning.training.module import SEDModule
-from sed_lightning.training.schedules import make_scheduler
 from sed_lightning.training.preflight import ConfigError
+from sed_lightning.training.schedules import make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ def check_optimizer(module: SEDModule) -> None:
     dummy = [torch.nn.Parameter(torch.zeros(1))]
     optimizer = build("optimizer", lambda: module.optimizer_factory(params=dummy))
     if module.scheduler_factory is not None:
-        build("scheduler", lambda: make_scheduler(module.scheduler_factory, optimizer, 1000))
+        build(
+            "scheduler", lambda: make_scheduler(module.scheduler_factory, optimizer, lambda: 1000)
+        )
 
 
 def label_encoder(cfg: DictConfig, module: SEDModule) -> LabelEncoder:

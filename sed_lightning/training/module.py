@@ -177,7 +177,7 @@ class SEDModule(L.LightningModule):
             return {"optimizer": optimizer}
         # a schedule over the whole run (scheduler=cosine) gets the run's optimizer steps
         scheduler = make_scheduler(
-            self.scheduler_factory, optimizer, self.trainer.estimated_stepping_batches
+            self.scheduler_factory, optimizer, lambda: self.trainer.estimated_stepping_batches
         )
         return {
             "optimizer": optimizer,

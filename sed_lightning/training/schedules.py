@@ -119,9 +119,14 @@ def wants_total_steps(factory: Callable[..., Any]) -> bool:
 
 
 def make_scheduler(
-    factory: Callable[..., Any], optimizer: torch.optim.Optimizer, total_steps: int
+    factory: Callable[..., Any],
+    optimizer: torch.optim.Optimizer,
+    total_steps: Callable[[], int],
 ) -> Any:
-    """``factory(optimizer)``, with ``total_steps`` added when the factory wants it."""
+    """``factory(optimizer)``, with ``total_steps=total_steps()`` added when the factory
+    wants it. ``total_steps`` is called only then: the trainer's estimate sets up the
+    training DataLoader, which a schedule that does not need it must not disturb (a
+    mid-epoch resume restores the loader's position)."""
     if wants_total_steps(factory):
-        return factory(optimizer=optimizer, total_steps=int(total_steps))
+        return factory(optimizer=optimizer, total_steps=int(total_steps()))
     return factory(optimizer=optimizer)

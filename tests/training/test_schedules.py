@@ -40,15 +40,23 @@ def test_factor_rejects_bad_settings(kwargs, match):
 
 def test_total_steps_is_filled_in_only_when_missing():
     opt = _optimizer()
-    filled = make_scheduler(partial(WarmupCosineLR, warmup_steps=2, total_steps=None), opt, 40)
+    filled = make_scheduler(
+        partial(WarmupCosineLR, warmup_steps=2, total_steps=None), opt, lambda: 40
+    )
     assert filled.lr_lambdas[0].total_steps == 40
-    given = make_scheduler(partial(WarmupCosineLR, warmup_steps=2, total_steps=7), _optimizer(), 40)
+    given = make_scheduler(
+        partial(WarmupCosineLR, warmup_steps=2, total_steps=7), _optimizer(), lambda: 40
+    )
     assert given.lr_lambdas[0].total_steps == 7
     with pytest.raises(ValueError, match="needs total_steps"):
         WarmupCosineLR(_optimizer(), warmup_steps=2)
+
     # a schedule without total_steps is built as before
+    def never() -> int:  # a schedule without total_steps must not ask the trainer
+        raise AssertionError("total steps asked for")
+
     linear = make_scheduler(
-        partial(torch.optim.lr_scheduler.LinearLR, total_iters=3), _optimizer(), 40
+        partial(torch.optim.lr_scheduler.LinearLR, total_iters=3), _optimizer(), never
     )
     assert isinstance(linear, torch.optim.lr_scheduler.LinearLR)
 
