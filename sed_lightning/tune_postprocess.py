@@ -125,6 +125,20 @@ class SavedSplit:
     def files(self) -> list[str]:
         return sorted(self.score_dfs)
 
+    def subset(self, files: Sequence[str]) -> SavedSplit:
+        """The clips ``files`` of this split (scores, reference rows, empty files,
+        durations)."""
+        keep = set(files)
+        reference = self.reference[self.reference["filename"].isin(keep)].reset_index(drop=True)
+        reference.attrs["empty_files"] = [
+            f for f in self.reference.attrs.get("empty_files", []) if f in keep
+        ]
+        return SavedSplit(
+            {k: self.score_dfs[k] for k in files},
+            reference,
+            {k: v for k, v in self.durations.items() if k in keep},
+        )
+
     @cached_property
     def frame_hop(self) -> float:
         return frame_hop_of(self.score_dfs)
@@ -499,13 +513,14 @@ def evaluate_tuned(
     ``metrics_tuned.json``. Returns ``(before, after)``."""
     run_dir = Path(run_dir)
     test = load_split(run_dir, "test")
-    before = evaluate_split(test, run_postprocess(run_dir), psds=False)
+    own = run_postprocess(run_dir)
+    before = evaluate_split(test, own, psds=False)
     after = evaluate_split(test, tuning.postprocess)
     before.update({k: v for k, v in after.items() if "psds" in k})  # post-processing free
     saved = run_dir / "metrics.json"
     if saved.is_file() and "test/clip_map" in (reported := json.loads(saved.read_text())):
         before["test/clip_map"] = after["test/clip_map"] = reported["test/clip_map"]
-    before.update(filtered_psds(test, run_postprocess(run_dir)))
+    before.update(filtered_psds(test, own))
     after.update(filtered_psds(test, tuning.postprocess))
     after.update(psds_extras(test, windows, samples, mfi))
     after.update(versions())

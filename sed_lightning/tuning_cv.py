@@ -80,20 +80,6 @@ def fold_split(files: Sequence[str], k: int) -> list[list[str]]:
     return [list(files[j::k]) for j in range(k)]
 
 
-def subset(split: SavedSplit, files: Sequence[str]) -> SavedSplit:
-    """The clips ``files`` of ``split`` (scores, reference rows, empty files, durations)."""
-    keep = set(files)
-    reference = split.reference[split.reference["filename"].isin(keep)].reset_index(drop=True)
-    reference.attrs["empty_files"] = [
-        f for f in split.reference.attrs.get("empty_files", []) if f in keep
-    ]
-    return SavedSplit(
-        {k: split.score_dfs[k] for k in files},
-        reference,
-        {k: v for k, v in split.durations.items() if k in keep},
-    )
-
-
 def macro_event_f1(split: SavedSplit, postprocess: Mapping[str, Any]) -> float:
     """Mean event-based F1 (sed_eval, the tuning's settings) over the classes with reference
     events in ``split``, decoded with ``postprocess``; NaN when it has no reference event."""
@@ -122,8 +108,8 @@ def cross_validate(
     parts = fold_split(val.files, folds)
     rows = []
     for j, held_out in enumerate(parts):
-        train = subset(val, [f for i, part in enumerate(parts) if i != j for f in part])
-        fold = subset(val, held_out)
+        train = val.subset([f for i, part in enumerate(parts) if i != j for f in part])
+        fold = val.subset(held_out)
         tuned = tune(train, base, windows, thresholds).postprocess
         default_f1, tuned_f1 = macro_event_f1(fold, base), macro_event_f1(fold, tuned)
         rows.append(

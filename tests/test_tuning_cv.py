@@ -21,7 +21,7 @@ import yaml
 from sed_lightning.data.tsv import write_durations_tsv, write_strong_tsv
 from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
 from sed_lightning.tune_postprocess import SPLIT_FILES, load_split, main
-from sed_lightning.tuning_cv import cross_validate, fold_split, subset
+from sed_lightning.tuning_cv import cross_validate, fold_split
 from tests.conftest import CLASSES
 
 HOP = 0.1
@@ -89,7 +89,7 @@ def test_fold_split_puts_clip_i_in_fold_i_mod_k(run):
 
 def test_subset_keeps_only_the_fold_clips(run):
     val = load_split(run, "val")
-    part = subset(val, ["val_001", "val_003"])
+    part = val.subset(["val_001", "val_003"])
     assert part.files == ["val_001", "val_003"]
     assert set(part.reference["filename"]) == {"val_001", "val_003"}
     assert set(part.durations) == {"val_001", "val_003"}
