@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from sed_lightning.common import plain
@@ -845,9 +846,36 @@ def synthesize_set(
         raise ValueError(f"set {spec.name!r}: no sources in split(s) {spec.splits} of {bank}")
     background_fn = background_fn or PROCEDURAL_BACKGROUNDS[cfg.procedural_background]
     manifest = _manifest(bank, spec, cfg, sources, background_fn, backgrounds)
-    if _is_cached(out_dir, manifest, spec.n_clips):
-        log.info("reusing %s", out_dir)
-        return out_dir
+    # Runs started together (two sweeps, a parallel launcher) share the data cache: the
+    # first to take the set's lock writes it, the others wait and then reuse it.
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out_dir.parent / f".{out_dir.name}.lock")
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        log.info("waiting for another process synthesizing %s", out_dir)
+        lock.acquire()
+    try:
+        if _is_cached(out_dir, manifest, spec.n_clips):
+            log.info("reusing %s", out_dir)
+            return out_dir
+        _write_set(out_dir, bank, spec, cfg, sources, background_fn, backgrounds, manifest)
+    finally:
+        lock.release()
+    return out_dir
+
+
+def _write_set(
+    out_dir: Path,
+    bank: EventBank,
+    spec: SetSpec,
+    cfg: SoundscapeConfig,
+    sources: list[EventSource],
+    background_fn: BackgroundFn,
+    backgrounds: BackgroundBank | None,
+    manifest: dict,
+) -> None:
+    """Render every clip of ``spec`` into ``out_dir`` (under the set's lock)."""
     _clear(out_dir)
     (out_dir / "audio").mkdir(parents=True)
 
@@ -867,7 +895,6 @@ def synthesize_set(
     _write_labels(out_dir, truth, dict.fromkeys(names, cfg.n_samples / sr), spec.kind)
     _write_json_atomic(out_dir / "manifest.json", manifest)
     log.info("wrote %d %s clips (%d events) to %s", len(names), spec.kind, len(truth), out_dir)
-    return out_dir
 
 
 def _write_json_atomic(path: Path, content: dict) -> None:

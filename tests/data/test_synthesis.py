@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from sed_lightning.data.audio import load_audio
 from sed_lightning.data.procedural import generate_background
@@ -297,6 +301,48 @@ def test_synthesize_set_is_cached(
     wav.write_bytes(b"marker")
     synthesize_set(tmp_path / "c", bank, SetSpec("cached", "weak", "train", 2, seed=1), TINY_CFG)
     assert wav.read_bytes() != b"marker"
+
+
+def test_runs_started_together_write_a_set_once(
+    tmp_path: Path, tiny_bank_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Two runs of a sweep started at once share the data cache: one writes, one reuses.
+    bank = EventBank(tiny_bank_dir)
+    spec = SetSpec("shared", "strong", "train", n_clips=3, seed=2)
+    start = threading.Barrier(2)
+
+    def run() -> Path:
+        start.wait()
+        return synthesize_set(tmp_path / "s", bank, spec, TINY_CFG)
+
+    with caplog.at_level(logging.INFO, logger="sed_lightning.data.synthesis"):
+        with ThreadPoolExecutor(2) as pool:
+            outs = [f.result() for f in [pool.submit(run), pool.submit(run)]]
+    assert outs[0] == outs[1]
+    assert caplog.text.count("wrote 3 strong clips") == 1
+    assert sorted(p.name for p in (outs[0] / "audio").glob("*.wav")) == [
+        f"shared_{k:05d}.wav" for k in range(3)
+    ]
+    assert len(read_strong_tsv(outs[0] / "truth.tsv")) > 0
+
+
+def test_a_set_being_written_elsewhere_is_waited_for(
+    tmp_path: Path, tiny_bank_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    bank = EventBank(tiny_bank_dir)
+    spec = SetSpec("busy", "weak", "train", n_clips=2, seed=3)
+    other = FileLock(tmp_path / ".busy.lock")  # another process writing the set
+    other.acquire()
+    with caplog.at_level(logging.INFO, logger="sed_lightning.data.synthesis"):
+        with ThreadPoolExecutor(1) as pool:
+            job = pool.submit(synthesize_set, tmp_path / "busy", bank, spec, TINY_CFG)
+            time.sleep(0.5)
+            assert not job.done()
+            assert not (tmp_path / "busy" / "manifest.json").exists()
+            other.release()
+            out = job.result(timeout=60)
+    assert "waiting for another process synthesizing" in caplog.text
+    assert (out / "manifest.json").is_file()
 
 
 def test_synthesis_is_deterministic(tmp_path: Path, tiny_bank_dir: Path) -> None:
