@@ -39,7 +39,7 @@ import numpy as np
 
 from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
-from sed_lightning.evaluation.tables import paired_ttest_p
+from sed_lightning.evaluation.tables import fmt_mean_std, paired_ttest_p
 from sed_lightning.tune_postprocess import (
     THRESHOLDS,
     WINDOWS,
@@ -149,10 +149,6 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
-
-
 def markdown(result: Mapping[str, Any]) -> str:
     """The table: one row per run (means over its folds), then mean ± std over runs."""
     summary = result["summary"]
@@ -173,11 +169,11 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"| {r['difference']:+.3f} |"
         )
     p = summary["p"]
-    diff = _pm(summary["difference_mean"], summary["difference_std"])
+    diff = fmt_mean_std(summary["difference_mean"], summary["difference_std"])
     lines.append(
         f"| **all ({summary['n_runs']} runs)** | | "
-        f"{_pm(summary['default_mean'], summary['default_std'])} | "
-        f"{_pm(summary['tuned_mean'], summary['tuned_std'])} | "
+        f"{fmt_mean_std(summary['default_mean'], summary['default_std'])} | "
+        f"{fmt_mean_std(summary['tuned_mean'], summary['tuned_std'])} | "
         f"{diff} ({'p n/a' if math.isnan(p) else f'p={p:.3g}'}) |"
     )
     return "\n".join(lines)

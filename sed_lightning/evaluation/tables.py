@@ -29,6 +29,15 @@ def paired_ttest_p(a: Sequence[float], b: Sequence[float]) -> float:
         return float(stats.ttest_rel(a, b).pvalue)
 
 
+def fmt_mean_std(mean: float, std: float) -> str:
+    """``mean ± std`` with three decimals; the mean alone when the std is NaN (one value).
+
+    >>> fmt_mean_std(0.5, 0.1), fmt_mean_std(0.5, float("nan"))
+    ('0.500 ± 0.100', '0.500')
+    """
+    return f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+
+
 def fmt_cell(row: Mapping[str, Any], name: str) -> str:
     """``mean ± std (p=...)`` of metric ``name`` in a results row; the reference has no p.
 
@@ -36,7 +45,7 @@ def fmt_cell(row: Mapping[str, Any], name: str) -> str:
     '0.500 ± 0.100 (p=0.04)'
     """
     mean, std, p = row[f"{name}_mean"], row[f"{name}_std"], row[f"{name}_p"]
-    text = f"{mean:.3f}" if math.isnan(std) else f"{mean:.3f} ± {std:.3f}"
+    text = fmt_mean_std(mean, std)
     if row["reference"]:
         return text
     return f"{text} (p={p:.3g})" if not math.isnan(p) else f"{text} (p n/a)"
