@@ -35,6 +35,7 @@ import argparse
 import json
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -338,6 +339,44 @@ def label(factors: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in factors.items()) or "all runs"
 
 
+COMMON = "common settings"
+
+
+def short_labels(
+    factors: Mapping[str, Mapping[str, str]],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Names for the table: each configuration shows only what it changes.
+
+    A key's most frequent value among the configurations is its common setting when no
+    other value is as frequent; a configuration's short name lists its other keys
+    (:data:`COMMON` when it has none). Names stay unique: two configurations with the
+    same short name agree on every key. ``factors``: full label -> its factors.
+
+    Returns ``(full label -> short name, common key -> value)``.
+
+    Example:
+        >>> names, common = short_labels({
+        ...     "a=1, b=x": {"a": "1", "b": "x"},
+        ...     "a=1, b=y": {"a": "1", "b": "y"},
+        ...     "a=2, b=x": {"a": "2", "b": "x"},
+        ... })
+        >>> names["a=1, b=y"], names["a=2, b=x"], names["a=1, b=x"], common
+        ('b=y', 'a=2', 'common settings', {'a': '1', 'b': 'x'})
+    """
+    keys = list(dict.fromkeys(k for f in factors.values() for k in f))
+    common: dict[str, str] = {}
+    for key in keys:
+        counts = Counter(f.get(key) for f in factors.values()).most_common()
+        (value, n), rest = counts[0], counts[1:]
+        if value is not None and n > 1 and (not rest or rest[0][1] < n):
+            common[key] = value
+    names = {
+        name: ", ".join(f"{k}={v}" for k, v in f.items() if common.get(k) != v) or COMMON
+        for name, f in factors.items()
+    }
+    return names, common
+
+
 def group(runs: Iterable[Run]) -> dict[str, dict[Any, Run]]:
     """``configuration label -> seed -> run``; a seed run twice keeps its latest run."""
     groups: dict[str, dict[Any, Run]] = {}
@@ -550,18 +589,26 @@ def markdown(table: pd.DataFrame, runs: Sequence[Run], runs_dir: Path) -> str:
     """``results.md``: header, table and the chart."""
     names = table_metrics(table)
     lines = header(runs, runs_dir, names)
+    short, common = short_labels({label(r.factors): r.factors for r in runs})
+    if common and len(table) > 1:
+        settings = ", ".join(f"`{k}={v}`" for k, v in common.items())
+        lines.append(f"- {COMMON} (a configuration names only what it changes): {settings}")
     lines.append("| configuration | seeds | " + " | ".join(names) + " |")
     lines.append("|---|---|" + "---|" * len(names))
     for row in table.to_dict("records"):
-        name = f"**{row['configuration']}** (ref)" if row["reference"] else row["configuration"]
+        shown = short.get(row["configuration"], row["configuration"])
+        name = f"**{shown}** (ref)" if row["reference"] else shown
         cells = [cell(row, m) for m in names]
         lines.append(f"| {name} | {row['n_seeds']} | " + " | ".join(cells) + " |")
     lines += ["", "![results](results.png)", ""]
     return "\n".join(lines)
 
 
-def plot(table: pd.DataFrame, path: Path, title: str) -> None:
-    """Bar chart: one group per metric, one bar per configuration, std error bars."""
+def plot(
+    table: pd.DataFrame, path: Path, title: str, short: Mapping[str, str] | None = None
+) -> None:
+    """Bar chart: one group per metric, one bar per configuration (named by ``short``,
+    full label -> shown name, when given), std error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -575,7 +622,8 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     for i, row in enumerate(table.to_dict("records")):
         means = [row[f"{m}_mean"] for m in names]
         stds = [np.nan_to_num(row[f"{m}_std"]) for m in names]
-        name = row["configuration"] + (" (ref)" if row["reference"] else "")
+        shown = (short or {}).get(row["configuration"], row["configuration"])
+        name = shown + (" (ref)" if row["reference"] else "")
         ax.bar(x + (i - (n - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
     ax.set_xticks(x, names, rotation=20 if len(names) > len(METRICS) else 0)
     ax.set_ylabel("test score (mean ± std over seeds)")
@@ -595,7 +643,8 @@ def report(study_dir: Path, runs_dir: Path | None = None) -> pd.DataFrame:
     table.to_csv(study_dir / "results.csv", index=False)
     (study_dir / "results.md").write_text(markdown(table, runs, runs_dir))
     name = next((r.study.get("name") for r in runs if r.study.get("name")), study_dir.name)
-    plot(table, study_dir / "results.png", f"Ablation: {name}")
+    short, _ = short_labels({label(r.factors): r.factors for r in runs})
+    plot(table, study_dir / "results.png", f"Ablation: {name}", short)
     return table
 
 

@@ -20,6 +20,7 @@ from sed_lightning.report import (
     METRICS,
     load_runs,
     main,
+    markdown,
     report,
     summary_table,
     table_metrics,
@@ -512,3 +513,10 @@ def test_separate_commands_without_sweeps_are_told_apart_by_their_overrides(tmp_
     assert table.loc[table["reference"], "configuration"].tolist() == [
         "data.batch_sizes.strong=null, scheduler=warmup"
     ]
+    # the table names each configuration by what it changes; the common settings once
+    md = markdown(table, load_runs(tmp_path), tmp_path)
+    assert "common settings (a configuration names only what it changes): " in md
+    assert "`data.batch_sizes.strong=null`, `scheduler=cosine`" in md
+    rows = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| ")][1:]
+    assert rows[0] == "| **scheduler=warmup** (ref)"
+    assert sorted(rows[1:]) == ["| common settings", "| data.batch_sizes.strong=24"]
