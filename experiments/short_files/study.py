@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> str:
     for mode, predictor in predictors.items():
         found, wrong, tables = 0, 0, []
         for name, audio, ref, target in items:
-            events = predictor.events({name: predictor.frame_scores(audio)}, {name: len(audio) / sr})
+            events = predictor.events(
+                {name: predictor.frame_scores(audio)}, {name: len(audio) / sr}
+            )
             detected = set(events.event_label)
             found += target in detected
             wrong += len(detected - {r[3] for r in ref})
