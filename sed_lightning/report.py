@@ -464,9 +464,13 @@ def summary_table(runs: Sequence[Run]) -> pd.DataFrame:
     ref = refs[0] if len(refs) == 1 else None
     order = sorted(groups, key=lambda name: (name != ref, natural_key(name)))
     names = metric_names(runs)
-    return pd.DataFrame(
+    table = pd.DataFrame(
         [table_row(name, groups[name], groups.get(ref), name == ref, names) for name in order]
     )
+    shown, common = short_labels(factors)
+    table.insert(1, "name", [shown[c] for c in table["configuration"]])
+    table.attrs["common"] = common  # the settings the names leave out (results.md says them)
+    return table
 
 
 def table_row(
@@ -589,26 +593,22 @@ def markdown(table: pd.DataFrame, runs: Sequence[Run], runs_dir: Path) -> str:
     """``results.md``: header, table and the chart."""
     names = table_metrics(table)
     lines = header(runs, runs_dir, names)
-    short, common = short_labels({label(r.factors): r.factors for r in runs})
+    common = table.attrs.get("common", {})
     if common and len(table) > 1:
         settings = ", ".join(f"`{k}={v}`" for k, v in common.items())
         lines.append(f"- {COMMON} (a configuration names only what it changes): {settings}")
     lines.append("| configuration | seeds | " + " | ".join(names) + " |")
     lines.append("|---|---|" + "---|" * len(names))
     for row in table.to_dict("records"):
-        shown = short.get(row["configuration"], row["configuration"])
-        name = f"**{shown}** (ref)" if row["reference"] else shown
+        name = f"**{row['name']}** (ref)" if row["reference"] else row["name"]
         cells = [cell(row, m) for m in names]
         lines.append(f"| {name} | {row['n_seeds']} | " + " | ".join(cells) + " |")
     lines += ["", "![results](results.png)", ""]
     return "\n".join(lines)
 
 
-def plot(
-    table: pd.DataFrame, path: Path, title: str, short: Mapping[str, str] | None = None
-) -> None:
-    """Bar chart: one group per metric, one bar per configuration (named by ``short``,
-    full label -> shown name, when given), std error bars."""
+def plot(table: pd.DataFrame, path: Path, title: str) -> None:
+    """Bar chart: one group per metric, one bar per configuration, std error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -622,8 +622,7 @@ def plot(
     for i, row in enumerate(table.to_dict("records")):
         means = [row[f"{m}_mean"] for m in names]
         stds = [np.nan_to_num(row[f"{m}_std"]) for m in names]
-        shown = (short or {}).get(row["configuration"], row["configuration"])
-        name = shown + (" (ref)" if row["reference"] else "")
+        name = row["name"] + (" (ref)" if row["reference"] else "")
         ax.bar(x + (i - (n - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=name)
     ax.set_xticks(x, names, rotation=20 if len(names) > len(METRICS) else 0)
     ax.set_ylabel("test score (mean ± std over seeds)")
@@ -643,8 +642,7 @@ def report(study_dir: Path, runs_dir: Path | None = None) -> pd.DataFrame:
     table.to_csv(study_dir / "results.csv", index=False)
     (study_dir / "results.md").write_text(markdown(table, runs, runs_dir))
     name = next((r.study.get("name") for r in runs if r.study.get("name")), study_dir.name)
-    short, _ = short_labels({label(r.factors): r.factors for r in runs})
-    plot(table, study_dir / "results.png", f"Ablation: {name}", short)
+    plot(table, study_dir / "results.png", f"Ablation: {name}")
     return table
 
 

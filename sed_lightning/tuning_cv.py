@@ -39,7 +39,7 @@ import numpy as np
 
 from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
-from sed_lightning.evaluation.tables import fmt_mean_std, paired_ttest_p
+from sed_lightning.evaluation.tables import fmt_cell, fmt_mean_std, paired_ttest_p
 from sed_lightning.tune_postprocess import (
     THRESHOLDS,
     WINDOWS,
@@ -168,13 +168,12 @@ def markdown(result: Mapping[str, Any]) -> str:
             f"| `{r['run']}` | {r['n_clips']} | {r['default']:.3f} | {r['tuned']:.3f} "
             f"| {r['difference']:+.3f} |"
         )
-    p = summary["p"]
-    diff = fmt_mean_std(summary["difference_mean"], summary["difference_std"])
+    diff = {"reference": False, "difference_p": summary["p"], **summary}  # a fmt_cell row
     lines.append(
         f"| **all ({summary['n_runs']} runs)** | | "
         f"{fmt_mean_std(summary['default_mean'], summary['default_std'])} | "
         f"{fmt_mean_std(summary['tuned_mean'], summary['tuned_std'])} | "
-        f"{diff} ({'p n/a' if math.isnan(p) else f'p={p:.3g}'}) |"
+        f"{fmt_cell(diff, 'difference')} |"
     )
     return "\n".join(lines)
 
