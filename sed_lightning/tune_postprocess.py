@@ -9,8 +9,9 @@ Usage::
     python -m sed_lightning.tune_postprocess median-study RUN_DIR [RUN_DIR ...] --out DIR
         (see :mod:`sed_lightning.median_study`)
     python -m sed_lightning.tune_postprocess cv RUN_DIR [RUN_DIR ...] [--folds 2] [--out FILE]
+        [--methods median sebbs]
         (does the tuning generalize? k-fold cross-validation inside the validation set,
-        default vs tuned decoder on held-out folds, test files never read; see
+        default vs tuned decoders on held-out folds, test files never read; see
         :mod:`sed_lightning.tuning_cv`)
 
 A training run writes (``SEDEvaluation``) ``val_scores/`` + ``val_reference.tsv`` +
@@ -597,7 +598,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m sed_lightning.tune_postprocess",
         description="Tune per-class median window + threshold on validation scores; "
         "evaluate on test. Subcommands `median-study RUN_DIR... --out DIR`: see median_study; "
-        "`cv RUN_DIR... [--folds K] [--out FILE]`: see tuning_cv.",
+        "`cv RUN_DIR... [--folds K] [--methods median sebbs] [--out FILE]`: see tuning_cv.",
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))

@@ -4,21 +4,24 @@ validation set (saved scores only, no model loaded, the test files never read).
 Usage::
 
     python -m sed_lightning.tune_postprocess cv RUN_DIR [RUN_DIR ...] [--folds 2] [--out FILE]
-        [--windows 1 3 5 7 11 21] [--thresholds 0.1 ... 0.9]
+        [--methods median sebbs] [--windows 1 3 5 7 11 21] [--thresholds 0.1 ... 0.9]
     (also: python -m sed_lightning.tuning_cv RUN_DIR ...)
 
 :func:`sed_lightning.tune_postprocess.tune` picks each class's median window and threshold on
-a run's validation scores, so its validation F1 is in-sample. Here the validation clips
-(``val_scores/``, sorted audio ids) are split into k folds (clip i in fold i % k,
-:func:`fold_split`); for each fold the decoder is tuned on the other folds (the same
-:func:`~sed_lightning.tune_postprocess.tune`, grid and run's own post-processing as the
-base, :func:`~sed_lightning.tune_postprocess.run_postprocess`) and the held-out fold is
-scored with the run's own decoder (``default``) and with the tuned one (``tuned``): macro
-event-based F1 (sed_eval, the tuning's settings,
-:func:`~sed_lightning.tune_postprocess.class_event_f1`) over the classes with reference
-events in that fold. A run's figure is the mean over its folds (folds without reference
-events are left out); over runs, mean ± std (ddof=1) and a paired t-test of tuned against
-default (``scipy.stats.ttest_rel``; n/a with fewer than 2 runs). Only ``val_scores/``,
+a run's validation scores (``--method sebbs``: cSEBBs' step filter, merge and detection
+thresholds), so its validation F1 is in-sample. Here the validation clips (``val_scores/``,
+sorted audio ids) are split into k folds (clip i in fold i % k, :func:`fold_split`); for
+each fold every tuning method of ``--methods`` (:data:`TUNERS`; default ``median``) is tuned
+on the other folds (the same tuning and grids as ``tune_postprocess``, the run's own
+post-processing as the median tuning's base,
+:func:`~sed_lightning.tune_postprocess.run_postprocess`) and the held-out fold is decoded by
+the run's own decoder (``default``) and by each tuned one: macro event-based F1 (sed_eval,
+the tuning's settings, :func:`~sed_lightning.tune_postprocess.class_event_f1`) over the
+classes with reference events in that fold. A run's figure is the mean over its folds
+(folds without reference events are left out); over runs, mean ± std (ddof=1) and a paired
+t-test (``scipy.stats.ttest_rel``; n/a with fewer than 2 runs) of each method against
+``default`` and, with several methods, of each further one against the first (e.g.
+``sebbs-median``: which tuned decoder generalizes better). Only ``val_scores/``,
 ``val_reference.tsv``, ``val_durations.tsv`` and the run's post-processing settings are
 read; ``scores/`` and ``test_reference.tsv`` are not. A run that cannot be scored (e.g. no
 ``val_scores/``) gets a one-line error and the others are still scored (exit status 1).
@@ -31,14 +34,16 @@ import json
 import math
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
+from sed_lightning.evaluation.metrics import ground_truth_events
 from sed_lightning.evaluation.tables import fmt_cell, fmt_mean_std, paired_ttest_p
 from sed_lightning.tune_postprocess import (
     THRESHOLDS,
@@ -52,7 +57,6 @@ from sed_lightning.tune_postprocess import (
     tune,
 )
 
-DECODERS = ("default", "tuned")
 TEST_NAME = "paired t-test over runs (scipy.stats.ttest_rel)"
 
 
@@ -80,15 +84,61 @@ def fold_split(files: Sequence[str], k: int) -> list[list[str]]:
     return [list(files[j::k]) for j in range(k)]
 
 
-def macro_event_f1(split: SavedSplit, postprocess: Mapping[str, Any]) -> float:
+#: A decoder: a split's saved scores -> its event table (``filename onset offset event_label``)
+Decoder = Callable[[SavedSplit], pd.DataFrame]
+
+
+def tune_median(
+    train: SavedSplit, base: Mapping[str, Any], windows: Sequence[int], thresholds: Sequence[float]
+) -> Decoder:
+    """Per-class median window + threshold tuned on ``train`` (``base``: the run's own
+    settings, kept for classes without events there)."""
+    postprocess = tune(train, base, windows, thresholds).postprocess
+    return lambda split: decode(split, postprocess)
+
+
+def tune_sebbs(
+    train: SavedSplit, base: Mapping[str, Any], windows: Sequence[int], thresholds: Sequence[float]
+) -> Decoder:
+    """cSEBBs tuned per class on ``train`` (its own grid: ``windows``, ``thresholds`` and
+    ``base`` are the median tuning's and not used)."""
+    from sed_lightning.postprocessing.sebbs import SEBBsPostProcessor
+
+    events = ground_truth_events(train.reference)
+    tuned, _ = SEBBsPostProcessor.tune(train.score_dfs, events, train.durations)
+    return lambda split: tuned(split.score_dfs)
+
+
+#: ``--methods`` -> the tuning of one fold (same names as ``tune_postprocess --method``)
+TUNERS: dict[str, Callable[..., Decoder]] = {"median": tune_median, "sebbs": tune_sebbs}
+
+
+def comparisons(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """The differences reported, ``(a, b)`` for ``a - b``: each method against ``default``,
+    then each further method against the first.
+
+    >>> comparisons(["median"])
+    [('median', 'default')]
+    >>> comparisons(["median", "sebbs"])
+    [('median', 'default'), ('sebbs', 'default'), ('sebbs', 'median')]
+    """
+    return [(m, "default") for m in methods] + [(m, methods[0]) for m in methods[1:]]
+
+
+def difference_key(a: str, b: str) -> str:
+    return f"{a}-{b}"
+
+
+def macro_event_f1(split: SavedSplit, estimated: pd.DataFrame) -> float:
     """Mean event-based F1 (sed_eval, the tuning's settings) over the classes with reference
-    events in ``split``, decoded with ``postprocess``; NaN when it has no reference event."""
+    events in ``split`` of the event table ``estimated``; NaN when it has no reference
+    event."""
     reference = events_by_class(split.reference)
-    estimated = events_by_class(decode(split, postprocess))
+    found = events_by_class(estimated)
     classes = [c for c in split.classes if c in reference]
     if not classes:
         return math.nan
-    return float(np.mean([class_event_f1(reference, estimated, c) for c in classes]))
+    return float(np.mean([class_event_f1(reference, found, c) for c in classes]))
 
 
 def cross_validate(
@@ -96,85 +146,97 @@ def cross_validate(
     folds: int = 2,
     windows: Sequence[int] = WINDOWS,
     thresholds: Sequence[float] = THRESHOLDS,
+    methods: Sequence[str] = ("median",),
 ) -> dict[str, Any]:
-    """k-fold cross-validation of the tuning on one run's validation split.
+    """k-fold cross-validation of the tuning ``methods`` on one run's validation split.
 
-    Returns ``run``, ``n_clips``, ``folds`` (per fold: ``n_clips``, ``classes`` scored,
-    ``default``, ``tuned``, ``difference``) and the means over the folds with a score:
-    ``default``, ``tuned``, ``difference`` (tuned - default), ``n_folds_scored``.
+    Returns ``run``, ``n_clips``, ``methods``, ``folds`` (per fold: ``n_clips``,
+    ``classes`` scored, the F1 of ``default`` and of each method, and each difference of
+    :func:`comparisons`, e.g. ``median-default``) and the means of those over the folds
+    with a score, with ``n_folds_scored``.
     """
+    unknown = [m for m in methods if m not in TUNERS]
+    if unknown or not methods:
+        raise ValueError(f"tuning methods {list(methods)}: allowed {list(TUNERS)}")
     val = load_split(run_dir, "val")  # the test files are never read
     base = run_postprocess(run_dir)
+    decoders = ("default", *methods)
+    pairs = comparisons(methods)
     parts = fold_split(val.files, folds)
     rows = []
     for j, held_out in enumerate(parts):
         train = val.subset([f for i, part in enumerate(parts) if i != j for f in part])
         fold = val.subset(held_out)
-        tuned = tune(train, base, windows, thresholds).postprocess
-        default_f1, tuned_f1 = macro_event_f1(fold, base), macro_event_f1(fold, tuned)
-        rows.append(
-            {
-                "fold": j,
-                "n_clips": len(held_out),
-                "classes": sorted(set(fold.reference["event_label"].dropna())),
-                "default": default_f1,
-                "tuned": tuned_f1,
-                "difference": tuned_f1 - default_f1,
-            }
-        )
+        row: dict[str, Any] = {
+            "fold": j,
+            "n_clips": len(held_out),
+            "classes": sorted(set(fold.reference["event_label"].dropna())),
+            "default": macro_event_f1(fold, decode(fold, base)),
+        }
+        for method in methods:
+            decoder = TUNERS[method](train, base, windows, thresholds)
+            row[method] = macro_event_f1(fold, decoder(fold))
+        row.update({difference_key(a, b): row[a] - row[b] for a, b in pairs})
+        rows.append(row)
     scored = [r for r in rows if not math.isnan(r["default"])]
-    means = {
-        key: float(np.mean([r[key] for r in scored])) if scored else math.nan
-        for key in (*DECODERS, "difference")
-    }
+    keys = [*decoders, *(difference_key(a, b) for a, b in pairs)]
+    means = {key: float(np.mean([r[key] for r in scored])) if scored else math.nan for key in keys}
     return {
         "run": str(run_dir),
         "n_clips": len(val.files),
+        "methods": list(methods),
         **means,
         "n_folds_scored": len(scored),
         "folds": rows,
     }
 
 
-def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean, std (ddof=1; NaN with one run) over runs of ``default``, ``tuned`` and
-    ``difference``, and the paired t-test p of tuned against default."""
+def summarize(runs: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> dict[str, Any]:
+    """Mean, std (ddof=1; NaN with one run) over runs of ``default``, each method and each
+    difference of :func:`comparisons`, and each difference's paired t-test p
+    (``<a>-<b>_p``)."""
     ok = [r for r in runs if not math.isnan(r["default"])]
     out: dict[str, Any] = {"n_runs": len(ok)}
-    for key in (*DECODERS, "difference"):
+    pairs = comparisons(methods)
+    for key in ("default", *methods, *(difference_key(a, b) for a, b in pairs)):
         values = np.array([r[key] for r in ok], dtype=float)
         out[f"{key}_mean"] = float(values.mean()) if len(values) else math.nan
         out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
-    out["p"] = paired_ttest_p([r["tuned"] for r in ok], [r["default"] for r in ok])
+    for a, b in pairs:
+        out[f"{difference_key(a, b)}_p"] = paired_ttest_p([r[a] for r in ok], [r[b] for r in ok])
     return out
+
+
+METHOD_TEXT = {
+    "median": "per-class median window + threshold",
+    "sebbs": "cSEBBs (per-class step filter, merge and detection thresholds)",
+}
 
 
 def markdown(result: Mapping[str, Any]) -> str:
     """The table: one row per run (means over its folds), then mean ± std over runs."""
-    summary = result["summary"]
+    summary, methods = result["summary"], result["methods"]
+    differences = [difference_key(a, b) for a, b in comparisons(methods)]
+    columns = ["default", *methods, *differences]
+    tuned = "; ".join(f"{m}: {METHOD_TEXT[m]}" for m in methods)
     lines = [
         f"# Post-processing tuning, {result['folds']}-fold cross-validation on validation",
         "",
-        "- per fold: tuned (per-class median window + threshold) on the other folds, scored "
-        "on the held-out fold; macro event-F1 (sed_eval) over the classes with events there",
-        "- default: the run's own post-processing; difference: tuned - default",
+        f"- per fold: tuned on the other folds ({tuned}), scored on the held-out fold; "
+        "macro event-F1 (sed_eval) over the classes with events there",
+        "- default: the run's own post-processing; a-b: the difference of the two",
         f"- runs: mean over folds; all runs: mean ± std (ddof=1); p: {TEST_NAME}",
         "",
-        "| run | clips | default | tuned | difference |",
-        "|---|---|---|---|---|",
+        "| run | clips | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
     ]
     for r in result["runs"]:
-        lines.append(
-            f"| `{r['run']}` | {r['n_clips']} | {r['default']:.3f} | {r['tuned']:.3f} "
-            f"| {r['difference']:+.3f} |"
-        )
-    diff = {"reference": False, "difference_p": summary["p"], **summary}  # a fmt_cell row
-    lines.append(
-        f"| **all ({summary['n_runs']} runs)** | | "
-        f"{fmt_mean_std(summary['default_mean'], summary['default_std'])} | "
-        f"{fmt_mean_std(summary['tuned_mean'], summary['tuned_std'])} | "
-        f"{fmt_cell(diff, 'difference')} |"
-    )
+        cells = [f"{r[c]:.3f}" for c in ("default", *methods)]
+        cells += [f"{r[c]:+.3f}" for c in differences]
+        lines.append(f"| `{r['run']}` | {r['n_clips']} | " + " | ".join(cells) + " |")
+    cells = [fmt_mean_std(summary[f"{c}_mean"], summary[f"{c}_std"]) for c in ("default", *methods)]
+    cells += [fmt_cell({"reference": False, **summary}, c) for c in differences]
+    lines.append(f"| **all ({summary['n_runs']} runs)** | | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -183,21 +245,23 @@ def study(
     folds: int = 2,
     windows: Sequence[int] = WINDOWS,
     thresholds: Sequence[float] = THRESHOLDS,
+    methods: Sequence[str] = ("median",),
 ) -> tuple[dict[str, Any], list[str]]:
     """Cross-validate every run; returns the result (``runs``, ``summary``, settings) and
     one error line per run that could not be scored."""
     runs, errors = [], []
     for run_dir in run_dirs:
         try:
-            runs.append(cross_validate(run_dir, folds, windows, thresholds))
+            runs.append(cross_validate(run_dir, folds, windows, thresholds, methods))
         except (OSError, LabelFileError, ValueError) as err:
             errors.append(f"tuning cv: {run_dir}: {' '.join(str(err).split())}")
     result = {
         "folds": folds,
+        "methods": list(methods),
         "windows": list(windows),
         "thresholds": list(thresholds),
         "runs": runs,
-        "summary": summarize(runs),
+        "summary": summarize(runs, methods),
         "errors": errors,
     }
     return result, errors
@@ -214,11 +278,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="write the result as JSON (default: print only)")
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
     parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        choices=list(TUNERS),
+        default=["median"],
+        help="tuning methods compared on the held-out folds (sebbs: the optional `sebbs` "
+        "package); several: each further one is also compared with the first",
+    )
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error(f"--folds must be at least 2, got {args.folds}")
     start = time.perf_counter()
-    result, errors = study(args.run_dirs, args.folds, args.windows, args.thresholds)
+    if "sebbs" in args.methods:
+        from sed_lightning.postprocessing.sebbs import import_sebbs
+
+        try:
+            import_sebbs()
+        except ImportError as err:
+            parser.error(str(err))
+    methods = list(dict.fromkeys(args.methods))  # in the given order, once each
+    result, errors = study(args.run_dirs, args.folds, args.windows, args.thresholds, methods)
     for line in errors:
         print(line, file=sys.stderr)
     if not result["runs"]:
