@@ -4,12 +4,16 @@ Usage::
 
     python -m sed_lightning.evaluate ref=REF.tsv est=EST.tsv \\
         [scores=SCORES_DIR] [durations=DURATIONS.tsv] [classes=[a,b]] [dcase2016=false]
+        [conditions=CONDITIONS.tsv | conditions=SET_DIR/recipes.jsonl]
 
 Prints ``event_f1``, ``segment_f1`` (and their ``*_micro`` / ``*_per_class`` variants), the
 DCASE 2016 Task 2 figures ``dcase2016/onset_f1``, ``dcase2016/onset_er``,
 ``dcase2016/segment_er``, ``dcase2016/segment_f1`` (unless ``dcase2016=false``) and, with
 ``scores=``, ``psds1`` and ``psds2``. NaN values (see :mod:`sed_lightning.evaluation.metrics`)
-are printed as ``null``.
+are printed as ``null``. With ``conditions=``, ``by_condition`` gives macro event-F1,
+segment-F1 and the DCASE 2016 onset-only F1 on the clips of each condition (a TSV
+``filename`` + condition columns, or a synthesized set's ``recipes.jsonl``: background kind,
+background, EBR level; see :mod:`sed_lightning.evaluation.conditions`).
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sed_lightning.common import plain
-from sed_lightning.data.tsv import read_durations_tsv, read_strong_tsv
+from sed_lightning.data.tsv import LabelFileError, read_durations_tsv, read_strong_tsv
 from sed_lightning.data.validation import merge_same_class_events
+from sed_lightning.evaluation.conditions import metrics_by_condition, read_conditions
 from sed_lightning.evaluation.metrics import (
     dcase2016_metrics,
     psds_with_per_class,
@@ -43,6 +48,7 @@ def evaluate_files(
     classes: Sequence[str] | None = None,
     drop_classes_without_events: bool = False,
     dcase2016: bool = True,
+    conditions: str | Path | None = None,
 ) -> dict[str, Any]:
     """Compute the metrics for the given files (what the CLI prints)."""
     reference, merged = merge_same_class_events(read_strong_tsv(ref, class_names=classes))
@@ -73,21 +79,33 @@ def evaluate_files(
             )
             results[name] = value
             results[f"{name}_per_class"] = per_class
+    if conditions is not None:
+        table = read_conditions(conditions)
+        try:
+            results["by_condition"] = metrics_by_condition(
+                reference, estimated, classes, table, reference.attrs.get("empty_files")
+            )
+        except ValueError as err:
+            raise ValueError(f"{conditions}: {err}") from None
     return results
 
 
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     classes = OmegaConf.to_container(cfg.classes) if cfg.classes is not None else None
-    results = evaluate_files(
-        cfg.ref,
-        cfg.est,
-        cfg.scores,
-        cfg.durations,
-        classes,
-        cfg.drop_classes_without_events,
-        cfg.dcase2016,
-    )
+    try:
+        results = evaluate_files(
+            cfg.ref,
+            cfg.est,
+            cfg.scores,
+            cfg.durations,
+            classes,
+            cfg.drop_classes_without_events,
+            cfg.dcase2016,
+            cfg.conditions,
+        )
+    except (LabelFileError, ValueError) as err:  # bad input: one line naming the file
+        raise SystemExit(f"evaluate: {' '.join(str(err).split())}") from None
     print(json.dumps(plain(results, nan=None), indent=2))  # NaN -> null: strict JSON
 
 
