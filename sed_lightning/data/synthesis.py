@@ -58,7 +58,12 @@ from sed_lightning.data.tsv import (
     write_strong_tsv,
     write_weak_tsv,
 )
-from sed_lightning.data.variation import EventVariation, apply_variation
+from sed_lightning.data.variation import (
+    BackgroundVariation,
+    EventVariation,
+    apply_background_variation,
+    apply_variation,
+)
 
 __all__ = [
     "KINDS",
@@ -129,6 +134,10 @@ class SoundscapeConfig:
     variation
         Per-event gain, pitch shift, time stretch, EQ and reverb
         (:class:`~.variation.EventVariation`; a dict of its fields is accepted).
+    background_variation
+        Per-clip playback rate, EQ and reversal of the background, and a generated
+        ambience under a recorded one (:class:`~.variation.BackgroundVariation`; a dict
+        of its fields is accepted).
     """
 
     clip_duration: float = 10.0
@@ -142,6 +151,9 @@ class SoundscapeConfig:
     procedural_background: str = "coloured"
     recorded_share: float = 0.0
     variation: EventVariation = dataclasses.field(default_factory=EventVariation)
+    background_variation: BackgroundVariation = dataclasses.field(
+        default_factory=BackgroundVariation
+    )
 
     def __post_init__(self) -> None:
         # Normalise types (e.g. Hydra lists, ints for floats) so manifests hash stably.
@@ -173,6 +185,8 @@ class SoundscapeConfig:
             raise ValueError(f"recorded_share must be in [0, 1], got {self.recorded_share}")
         if isinstance(self.variation, Mapping):
             self.variation = EventVariation(**dict(self.variation))
+        if isinstance(self.background_variation, Mapping):
+            self.background_variation = BackgroundVariation(**dict(self.background_variation))
 
     @property
     def n_samples(self) -> int:
@@ -237,12 +251,13 @@ class SetSpec:
                 raise ValueError(f"set {self.name!r}: unknown soundscape key(s) {sorted(unknown)}")
 
     def config(self, base: SoundscapeConfig) -> SoundscapeConfig:
-        """``base`` with this set's soundscape changes (a variation dict is merged)."""
+        """``base`` with this set's soundscape changes (variation dicts are merged)."""
         if not self.soundscape:
             return base
         changes = dict(self.soundscape)
-        if "variation" in changes:
-            changes["variation"] = {**dataclasses.asdict(base.variation), **changes["variation"]}
+        for key in ("variation", "background_variation"):
+            if key in changes:
+                changes[key] = {**dataclasses.asdict(getattr(base, key)), **changes[key]}
         return dataclasses.replace(base, **changes)
 
     @property
@@ -594,12 +609,14 @@ def synthesize_clip(
 
 
 def clip_streams(entropy: Sequence[int]) -> tuple[np.random.Generator, ...]:
-    """The three random streams of a clip: background, events, background choice.
+    """The four random streams of a clip: background, events, background choice,
+    background variation.
 
     ``clip_streams([seed, k])[:2]`` equal ``default_rng([seed, k]).spawn(2)`` (the
-    streams of earlier versions), so sets without recorded backgrounds are unchanged.
+    streams of earlier versions), so sets without recorded backgrounds are unchanged; each
+    stream is the same whatever number of streams follows it.
     """
-    children = np.random.SeedSequence([int(e) for e in entropy]).spawn(3)
+    children = np.random.SeedSequence([int(e) for e in entropy]).spawn(4)
     return tuple(np.random.default_rng(c) for c in children)
 
 
@@ -647,11 +664,16 @@ class ClipMaker:
     def draw(self, entropy: Sequence[int]) -> dict:
         """The recipe of the clip seeded by ``entropy`` (e.g. ``[seed, k]``)."""
         cfg = self.cfg
-        _, event_rng, choice_rng = clip_streams(entropy)
+        _, event_rng, choice_rng, variation_rng = clip_streams(entropy)
         background: dict = {"kind": "procedural"}
         if cfg.recorded_share > 0 and choice_rng.random() < cfg.recorded_share:
             name, offset = self.backgrounds.draw(self.background_split, cfg.n_samples, choice_rng)
             background = {"kind": "recorded", "file": name, "offset": offset}
+        variation = cfg.background_variation.draw(
+            variation_rng, recorded=background["kind"] == "recorded"
+        )
+        if variation:  # absent when off: recipes (and sets) without it are unchanged
+            background["variation"] = variation
         events = _draw_events(self.pieces, cfg, event_rng, None)
         self._drawn = (events, [e.pop("_audio") for e in events])  # reused by render
         sr = cfg.sample_rate
@@ -663,12 +685,23 @@ class ClipMaker:
 
     def background(self, recipe: dict) -> np.ndarray:
         """The recipe's background. Shape: ``(cfg.n_samples,)``, ``float32``."""
-        spec, n = recipe["background"], self.cfg.n_samples
+        spec, n, sr = recipe["background"], self.cfg.n_samples, self.cfg.sample_rate
+
+        def generated(n_samples: int = n) -> np.ndarray:
+            bg_rng = clip_streams(recipe["entropy"])[0]
+            audio = self.background_fn(n_samples / sr, bg_rng, sr)
+            return np.asarray(audio, dtype=np.float32)[:n_samples]
+
         if spec["kind"] == "recorded":
-            return self.backgrounds.piece(spec["file"], int(spec["offset"]), n)
-        bg_rng = clip_streams(recipe["entropy"])[0]
-        audio = self.background_fn(self.cfg.clip_duration, bg_rng, self.cfg.sample_rate)
-        return np.asarray(audio, dtype=np.float32)
+
+            def piece(n_samples: int) -> np.ndarray:
+                return self.backgrounds.piece(spec["file"], int(spec["offset"]), n_samples)
+
+        else:
+            piece = generated
+        if not spec.get("variation"):
+            return piece(n)
+        return apply_background_variation(piece, spec["variation"], n, sr, generated)
 
     def render(self, recipe: dict) -> tuple[np.ndarray, list[tuple]]:
         """Render a recipe: the mixture and its truth rows.
@@ -725,7 +758,7 @@ def _manifest(
     content = {
         "synthesis_version": SYNTHESIS_VERSION,
         "spec": dataclasses.asdict(spec),
-        "config": dataclasses.asdict(cfg),
+        "config": _config_content(cfg),
         "bank_root": str(bank.root),
         "class_names": list(bank.class_names),
         "source_splits": spec.splits,
@@ -740,6 +773,15 @@ def _manifest(
         content["background_files"] = backgrounds.files(spec.splits)
     digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
     return {**content, "hash": digest}
+
+
+def _config_content(cfg: SoundscapeConfig) -> dict:
+    """The config as hashed: ``background_variation`` only when on, so sets made before it
+    existed (and sets without it) keep their hash and are not synthesized again."""
+    content = dataclasses.asdict(cfg)
+    if not cfg.background_variation.active:
+        del content["background_variation"]
+    return content
 
 
 def _callable_name(fn: Callable) -> str:

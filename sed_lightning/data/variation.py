@@ -1,4 +1,6 @@
-"""Event-level variation at synthesis time: gain, pitch shift, time stretch, EQ, reverb.
+"""Variation at synthesis time. Per event: gain, pitch shift, time stretch, EQ, reverb
+(:class:`EventVariation`). Per clip, of its background: playback rate, EQ, reversal and a
+generated ambience under a recorded one (:class:`BackgroundVariation`).
 
 Each transform is switched on by a probability and drawn per event. The draw
 (:meth:`EventVariation.draw`) and the rendering (:func:`apply_variation`) are separate:
@@ -17,6 +19,7 @@ from those numbers is deterministic, so a clip re-renders bit for bit from its r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +28,15 @@ import scipy.fft
 import scipy.signal
 import soxr
 
-__all__ = ["EventVariation", "apply_variation", "pitch_shift", "reverberate", "time_stretch"]
+__all__ = [
+    "BackgroundVariation",
+    "EventVariation",
+    "apply_background_variation",
+    "apply_variation",
+    "pitch_shift",
+    "reverberate",
+    "time_stretch",
+]
 
 _N_FFT = 512
 _HOP = 128
@@ -141,6 +152,139 @@ def apply_variation(audio: np.ndarray, params: dict[str, Any], sample_rate: int)
         out = reverberate(
             out, params["reverb_rt60"], params["reverb_wet"], params["reverb_seed"], sample_rate
         )
+    return out.astype(np.float32)
+
+
+@dataclass
+class BackgroundVariation:
+    """Per-clip variation of the background, each part applied with its probability (0 = off).
+
+    A detector trained over a few recordings learns their textures as "background" and
+    takes an unseen recording's for events; each part makes the few recordings many.
+
+    Attributes
+    ----------
+    rate_p, rate
+        Playback rate (speed and pitch together, by resampling with soxr): 1.3 plays the
+        recording 30 % faster and higher. Drawn on a log scale.
+    eq_p, eq_bands, eq_db
+        A random equaliser curve, as :class:`EventVariation`'s.
+    reverse_p
+        The piece played backwards.
+    mix_p, mix_db
+        A recorded background gets the generated background of the clip (its procedural
+        stream) mixed under it, ``mix_db`` (uniform) relative to the recording's level.
+        Not applied to generated backgrounds.
+
+    The varied background keeps the unvaried one's RMS, so EBRs keep their meaning.
+
+        >>> var = BackgroundVariation(rate_p=1.0, rate=(1.25, 1.25), reverse_p=1.0)
+        >>> var.draw(np.random.default_rng(0), recorded=True)
+        {'rate': 1.25, 'reverse': True}
+    """
+
+    rate_p: float = 0.0
+    rate: tuple[float, float] = (0.7, 1.4)
+    eq_p: float = 0.0
+    eq_bands: tuple[int, int] = (3, 6)
+    eq_db: tuple[float, float] = (-9.0, 9.0)
+    reverse_p: float = 0.0
+    mix_p: float = 0.0
+    mix_db: tuple[float, float] = (-12.0, 0.0)
+
+    def __post_init__(self) -> None:
+        for name in ("rate", "eq", "reverse", "mix"):
+            p = float(getattr(self, f"{name}_p"))
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"background_variation.{name}_p must be in [0, 1], got {p}")
+            setattr(self, f"{name}_p", p)
+        for name in ("rate", "eq_db", "mix_db"):
+            low, high = (float(v) for v in getattr(self, name))
+            if low > high:
+                raise ValueError(
+                    f"background_variation.{name} must be (low, high), got {(low, high)}"
+                )
+            setattr(self, name, (low, high))
+        self.eq_bands = (int(self.eq_bands[0]), int(self.eq_bands[1]))
+        if self.rate[0] <= 0:
+            raise ValueError(f"background_variation.rate must be positive, got {self.rate}")
+        if not 1 <= self.eq_bands[0] <= self.eq_bands[1]:
+            raise ValueError(
+                f"background_variation.eq_bands must be 1 <= low <= high, got {self.eq_bands}"
+            )
+
+    @property
+    def active(self) -> bool:
+        """Whether any part can apply (if not, :meth:`draw` uses no randomness)."""
+        return any(getattr(self, f"{n}_p") > 0 for n in ("rate", "eq", "reverse", "mix"))
+
+    def draw(self, rng: np.random.Generator, recorded: bool) -> dict[str, Any]:
+        """Draw one clip's background variation: a JSON-safe dict of the parts that apply
+        (``mix_db`` only for a ``recorded`` background). Every part's coin and values are
+        drawn whether it applies or not, so switching one part (or the background's kind)
+        does not change the others' draws."""
+        if not self.active:
+            return {}
+        coins = rng.random(4)
+        rate = float(np.exp(rng.uniform(*np.log(self.rate))))
+        n_bands = int(rng.integers(self.eq_bands[0], self.eq_bands[1] + 1))
+        edges = rng.uniform(0.0, 1.0, self.eq_bands[1] - 1)[: n_bands - 1]
+        gains = rng.uniform(*self.eq_db, self.eq_bands[1])[:n_bands]
+        mix_db = float(rng.uniform(*self.mix_db))
+        params: dict[str, Any] = {}
+        if coins[0] < self.rate_p:
+            params["rate"] = rate
+        if coins[1] < self.eq_p:
+            params["eq_edges"] = sorted(float(e) for e in edges)
+            params["eq_gains_db"] = [float(g) for g in gains]
+        if coins[2] < self.reverse_p:
+            params["reverse"] = True
+        if recorded and coins[3] < self.mix_p:
+            params["mix_db"] = mix_db
+        return params
+
+
+def apply_background_variation(
+    piece: Callable[[int], np.ndarray],
+    params: dict[str, Any],
+    n_samples: int,
+    sample_rate: int,
+    generated: Callable[[], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Render a drawn background variation (no randomness).
+
+    Args:
+        piece: ``piece(n)`` -> the background's first ``n`` samples from the clip's offset
+            (a playback rate ``r`` reads ``ceil(n · r)`` samples).
+        params: from :meth:`BackgroundVariation.draw`.
+        n_samples: the clip's length.
+        sample_rate: Hz.
+        generated: the clip's generated background (called only for ``mix_db``).
+
+    Shape:
+        returns ``(n_samples,)``, ``float32``, at the RMS of the first ``n_samples``
+        samples read (the unvaried level).
+    """
+    rate = float(params.get("rate", 1.0))
+    n_in = int(np.ceil(n_samples * rate)) if rate != 1.0 else n_samples
+    audio = np.asarray(piece(n_in), dtype=np.float32)
+    target = np.sqrt(np.mean(np.square(audio[:n_samples], dtype=np.float64)))
+    if rate != 1.0:  # read as if recorded at rate x the sample rate: faster and higher
+        audio = _fit(soxr.resample(audio, rate * sample_rate, sample_rate), n_samples)
+    if "eq_gains_db" in params:
+        audio = equalise(audio, params["eq_edges"], params["eq_gains_db"], sample_rate)
+    if params.get("reverse"):
+        audio = audio[::-1]
+    out = audio.astype(np.float64)
+    if "mix_db" in params and generated is not None:
+        under = np.asarray(generated(), dtype=np.float64)[:n_samples]
+        rms_under = np.sqrt(np.mean(np.square(under)))
+        rms_out = np.sqrt(np.mean(np.square(out)))
+        if rms_under > 0:
+            out = out + under * (rms_out / rms_under) * 10 ** (params["mix_db"] / 20)
+    rms = np.sqrt(np.mean(np.square(out)))
+    if rms > 0:
+        out *= target / rms
     return out.astype(np.float32)
 
 

@@ -83,6 +83,46 @@ def test_a_recipe_re_renders_its_clip_bit_for_bit(tmp_path, tiny_bank_dir):
     assert recipe["events"] and all("variation" in e for e in recipe["events"])
 
 
+def test_background_variation_re_renders_bit_for_bit_and_leaves_the_events(tmp_path, tiny_bank_dir):
+    from tests.data.test_backgrounds import _folder
+
+    (tmp_path / "bg").mkdir()
+    settings = {"recorded_share": 0.5, "backgrounds_dir": str(_folder(tmp_path / "bg"))}
+    varied = {"rate_p": 1, "eq_p": 1, "reverse_p": 1, "mix_p": 1}
+
+    def builder(**soundscape):
+        sets = {
+            "train_strong": {"kind": "strong", "source_split": "train", "n_clips": 8, "seed": 1}
+        }
+        return SoundscapeBuilder(
+            str(tmp_path / "sets"),
+            TINY_CLASSES,
+            sets,
+            {"clip_duration": 2.0, "max_events": 2, **soundscape},
+            events_dir=str(tiny_bank_dir),
+            backgrounds_dir=settings["backgrounds_dir"],
+            online=True,
+        )
+
+    soundscape = {"recorded_share": settings["recorded_share"], "background_variation": varied}
+    ds = builder(**soundscape).online_dataset("train_strong", _encoder())
+    plain = builder(recorded_share=0.5).online_dataset("train_strong", _encoder())
+    kinds = set()
+    for i in range(8):
+        recipe = json.loads(json.dumps(ds.recipe(i, epoch=0)))
+        audio, _ = builder(**soundscape).maker("train_strong").render(recipe)
+        np.testing.assert_array_equal(audio, ds[i]["audio"])  # bit for bit, from JSON
+        before = plain.recipe(i, epoch=0)
+        assert "variation" not in before["background"]  # off: recipes as before
+        assert recipe["events"] == json.loads(json.dumps(before["events"]))  # same events
+        variation = recipe["background"].pop("variation")
+        assert recipe["background"] == before["background"]  # same file and offset
+        kinds.add(before["background"]["kind"])
+        assert ("mix_db" in variation) == (before["background"]["kind"] == "recorded")
+        assert not np.array_equal(audio, plain[i]["audio"])
+    assert kinds == {"recorded", "procedural"}
+
+
 def test_rerender_command_from_a_run_folder(tmp_path, tiny_bank_dir):
     builder = _builder(tmp_path, tiny_bank_dir, variation={"eq_p": 1.0})
     run = tmp_path / "run"

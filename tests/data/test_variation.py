@@ -1,4 +1,4 @@
-"""Event-level variation: known answers on tones and impulses."""
+"""Event- and background-level variation: known answers on tones and impulses."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from sed_lightning.data.variation import (
+    BackgroundVariation,
     EventVariation,
+    apply_background_variation,
     apply_variation,
     equalise,
     pitch_shift,
@@ -95,3 +97,67 @@ def test_each_part_applies_with_its_probability():
     assert abs(np.mean(["pitch_semitones" in d for d in draws]) - 0.3) < 0.04
     assert abs(np.mean(["reverb_rt60" in d for d in draws]) - 0.7) < 0.04
     assert not any("stretch_rate" in d for d in draws)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def test_background_playback_rate_moves_the_pitch_and_keeps_length_and_level():
+    reads = []
+
+    def piece(n):  # a 1 kHz tone read from the clip's offset
+        reads.append(n)
+        return 0.3 * _tone(1000.0, n / SR)
+
+    out = apply_background_variation(piece, {"rate": 1.25}, SR, SR)
+    assert reads == [int(np.ceil(1.25 * SR))]  # 25 % more of the recording read
+    assert out.shape == (SR,) and out.dtype == np.float32
+    assert abs(_peak_hz(out) - 1250.0) < 10  # faster and higher
+    assert _rms(out) == pytest.approx(_rms(0.3 * _tone(1000.0)), rel=1e-3)
+    slow = apply_background_variation(piece, {"rate": 0.8}, SR, SR)
+    assert abs(_peak_hz(slow) - 800.0) < 10
+
+
+def test_background_reversal_eq_and_generated_ambience_under_a_recording():
+    tone = 0.2 * _tone(1000.0)
+    ramp = tone * np.linspace(0.0, 1.0, SR, dtype=np.float32)
+    reversed_ = apply_background_variation(lambda n: ramp[:n], {"reverse": True}, SR, SR)
+    np.testing.assert_allclose(reversed_, ramp[::-1], atol=1e-6)
+    # mixed at 0 dB: the generated 3 kHz tone under the recorded 1 kHz one, equal levels,
+    # the sum brought back to the recording's level
+    mixed = apply_background_variation(
+        lambda n: tone[:n], {"mix_db": 0.0}, SR, SR, generated=lambda: 5 * _tone(3000.0)
+    )
+    spectrum = np.abs(np.fft.rfft(mixed))
+    assert spectrum[3000] == pytest.approx(spectrum[1000], rel=1e-3)  # 1 Hz bins
+    assert _rms(mixed) == pytest.approx(_rms(tone), rel=1e-6)
+    quieter = apply_background_variation(
+        lambda n: tone[:n], {"mix_db": -20.0}, SR, SR, generated=lambda: _tone(3000.0)
+    )
+    spectrum = np.abs(np.fft.rfft(quieter))
+    assert spectrum[3000] / spectrum[1000] == pytest.approx(0.1, rel=1e-3)
+    eq = {"eq_edges": [0.5], "eq_gains_db": [-12.0, -12.0]}  # -12 dB everywhere
+    flat = apply_background_variation(lambda n: tone[:n], eq, SR, SR)
+    np.testing.assert_allclose(flat, tone, atol=1e-4)  # same shape, level restored
+
+
+def test_background_draw_parts_are_independent_and_mix_is_for_recordings():
+    assert BackgroundVariation().draw(np.random.default_rng(0), recorded=True) == {}
+    rng = np.random.default_rng(0)
+    BackgroundVariation().draw(rng, recorded=True)
+    assert rng.random() == np.random.default_rng(0).random()  # off: the stream untouched
+    full = BackgroundVariation(rate_p=1, eq_p=1, reverse_p=1, mix_p=1)
+    drawn = full.draw(np.random.default_rng(3), recorded=True)
+    assert set(drawn) == {"rate", "eq_edges", "eq_gains_db", "reverse", "mix_db"}
+    assert 0.7 <= drawn["rate"] <= 1.4 and -12.0 <= drawn["mix_db"] <= 0.0
+    generated = full.draw(np.random.default_rng(3), recorded=False)
+    assert "mix_db" not in generated and generated["rate"] == drawn["rate"]
+    no_rate = BackgroundVariation(eq_p=1, reverse_p=1, mix_p=1).draw(
+        np.random.default_rng(3), recorded=True
+    )
+    assert no_rate["eq_gains_db"] == drawn["eq_gains_db"]  # switching rate off changes nothing else
+    with pytest.raises(ValueError, match="background_variation.mix_p"):
+        BackgroundVariation(mix_p=1.5)
+    with pytest.raises(ValueError, match="rate must be positive"):
+        BackgroundVariation(rate=(0.0, 1.0))
