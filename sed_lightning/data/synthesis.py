@@ -23,6 +23,7 @@ TSV filenames are relative to ``audio/``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -30,7 +31,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -39,6 +40,11 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock, Timeout
 from tqdm import tqdm
+
+try:  # POSIX: shared "reading" locks guard a set in use against being rewritten
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no guard
+    fcntl = None
 
 from sed_lightning.common import plain
 from sed_lightning.data.audio import save_audio
@@ -71,6 +77,7 @@ __all__ = [
     "ClipMaker",
     "clip_streams",
     "TRUTH_COLUMNS",
+    "SetInUseError",
     "SetSpec",
     "SoundscapeConfig",
     "candidate_pieces",
@@ -857,6 +864,10 @@ def synthesize_set(
     Sources come only from ``spec.source_split`` of ``bank``, recorded backgrounds only
     from the same split(s) of ``backgrounds``. ``manifest.json`` is written last; if it
     exists with the same hash and the outputs are complete, nothing is regenerated.
+    Several processes may share the cache: one writes a set while the others wait
+    (``.<set>.lock``), and a process that uses a set holds a shared lock on it
+    (``.<set>.readers``) until it exits, so a run with other settings for that set gets
+    :class:`SetInUseError` instead of rewriting it under a run that reads it.
 
     Parameters
     ----------
@@ -900,11 +911,61 @@ def synthesize_set(
     try:
         if _is_cached(out_dir, manifest, spec.n_clips):
             log.info("reusing %s", out_dir)
-            return out_dir
-        _write_set(out_dir, bank, spec, cfg, sources, background_fn, backgrounds, manifest)
+        else:
+            with _sole_reader(out_dir):
+                _write_set(out_dir, bank, spec, cfg, sources, background_fn, backgrounds, manifest)
+        _hold_as_reader(out_dir)
     finally:
         lock.release()
     return out_dir
+
+
+class SetInUseError(RuntimeError):
+    """A set must be rewritten (other settings) while another process reads it."""
+
+
+#: The sets this process reads -> the open ``.<set>.readers`` file on which it holds a shared
+#: lock until it exits (DataLoader workers inherit it), so that no other run rewrites them.
+_READING: dict[Path, object] = {}
+
+
+def _readers_file(out_dir: Path):
+    return (out_dir.parent / f".{out_dir.name}.readers").open("a")
+
+
+def _hold_as_reader(out_dir: Path) -> None:
+    """Mark ``out_dir`` as read by this process (a shared lock, held until exit)."""
+    key = out_dir.resolve()
+    if fcntl is None or key in _READING:
+        return
+    handle = _readers_file(out_dir)
+    fcntl.flock(handle, fcntl.LOCK_SH)
+    _READING[key] = handle
+
+
+@contextlib.contextmanager
+def _sole_reader(out_dir: Path) -> Iterator[None]:
+    """Exclusive hold of ``out_dir``'s readers lock while the set is (re)written, or
+    :class:`SetInUseError` when another process reads the set: rewriting it in place would
+    pull its files from under that run (it would crash on "audio file not found", or score
+    other clips than it started with). This process's own hold is given up first."""
+    own = _READING.pop(out_dir.resolve(), None)
+    if own is not None:
+        own.close()
+    if fcntl is None:
+        yield
+        return
+    with _readers_file(out_dir) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SetInUseError(
+                f"{out_dir}: this run's settings for the set differ from those it was made "
+                "with, and another run that is still going reads it; rewriting it would pull "
+                "its files from under that run. Wait for that run to end, or give this one "
+                "its own cache (paths.data_dir=...)."
+            ) from None
+        yield  # closing the file releases the lock
 
 
 def _write_set(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +22,7 @@ from sed_lightning.data.procedural import generate_background
 from sed_lightning.data.sources import EventBank, EventBankError
 from sed_lightning.data.synthesis import (
     SAME_CLASS_GAP,
+    SetInUseError,
     SetSpec,
     SoundscapeConfig,
     candidate_pieces,
@@ -343,6 +347,51 @@ def test_a_set_being_written_elsewhere_is_waited_for(
             out = job.result(timeout=60)
     assert "waiting for another process synthesizing" in caplog.text
     assert (out / "manifest.json").is_file()
+
+
+READER = """
+import sys
+from sed_lightning.data.sources import EventBank
+from sed_lightning.data.synthesis import SetSpec, SoundscapeConfig, synthesize_set
+cfg = SoundscapeConfig(clip_duration=1.0, max_events=1)
+synthesize_set(sys.argv[1], EventBank(sys.argv[2]), SetSpec("read", "weak", "train", 2, 0), cfg)
+print("reading", flush=True)
+sys.stdin.read()  # a run still going: holds the set until its input closes
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the guard uses POSIX file locks")
+def test_a_set_another_run_reads_is_not_rewritten_under_it(
+    tmp_path: Path, tiny_bank_dir: Path
+) -> None:
+    bank = EventBank(tiny_bank_dir)
+    spec = SetSpec("read", "weak", "train", 2, 0)
+    same = SoundscapeConfig(clip_duration=1.0, max_events=1)
+    other = SoundscapeConfig(clip_duration=1.0, max_events=1, ebr_db=(0.0, 3.0))
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(tmp_path / "read"), str(tiny_bank_dir)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert reader.stdout.readline().strip() == "reading"
+        before = (tmp_path / "read" / "audio" / "read_00000.wav").read_bytes()
+        synthesize_set(tmp_path / "read", bank, spec, same)  # same settings: reused
+        with pytest.raises(SetInUseError, match=r"read: this run's settings .* \(paths\.data_dir"):
+            synthesize_set(tmp_path / "read", bank, spec, other)
+        after = (tmp_path / "read" / "audio" / "read_00000.wav").read_bytes()
+        assert after == before  # the reader's files untouched
+        reader.stdin.close()
+        assert reader.wait(timeout=60) == 0
+    finally:
+        reader.kill()
+    synthesize_set(tmp_path / "read", bank, spec, other)  # nobody else reads it now
+    assert (tmp_path / "read" / "audio" / "read_00000.wav").read_bytes() != before
+    # this process reads it now, and may still rewrite it itself (e.g. a sweep's next job)
+    synthesize_set(tmp_path / "read", bank, spec, same)
+    assert (tmp_path / "read" / "audio" / "read_00000.wav").read_bytes() == before
 
 
 def test_synthesis_is_deterministic(tmp_path: Path, tiny_bank_dir: Path) -> None:
