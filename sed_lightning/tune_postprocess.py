@@ -13,6 +13,9 @@ Usage::
         (does the tuning generalize? k-fold cross-validation inside the validation set,
         default vs tuned decoders on held-out folds, test files never read; see
         :mod:`sed_lightning.tuning_cv`)
+    python -m sed_lightning.tune_postprocess conditions RUN_DIR [RUN_DIR ...]
+        --conditions SET_DIR/recipes.jsonl [--split val] [--decoder own|tuned]
+        (figures per background / EBR level; see :mod:`sed_lightning.condition_study`)
 
 A training run writes (``SEDEvaluation``) ``val_scores/`` + ``val_reference.tsv`` +
 ``val_durations.tsv`` (validation scores of the tested weights) next to the test outputs
@@ -598,7 +601,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m sed_lightning.tune_postprocess",
         description="Tune per-class median window + threshold on validation scores; "
         "evaluate on test. Subcommands `median-study RUN_DIR... --out DIR`: see median_study; "
-        "`cv RUN_DIR... [--folds K] [--methods median sebbs] [--out FILE]`: see tuning_cv.",
+        "`cv RUN_DIR... [--folds K] [--methods median sebbs] [--out FILE]`: see tuning_cv; "
+        "`conditions RUN_DIR... --conditions FILE`: see condition_study.",
     )
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
@@ -628,6 +632,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         from sed_lightning.tuning_cv import main as cv_main
 
         cv_main(argv[1:])
+        return
+    if argv and argv[0] == "conditions":
+        from sed_lightning.condition_study import main as conditions_main
+
+        conditions_main(argv[1:])
         return
     args = parse_args(argv)
     try:

@@ -146,7 +146,7 @@ def metrics_by_condition(
             est = estimated[est_ids.isin(keep)]
             figures = sed_eval_metrics(ref, est, class_names, clips)
             figures.update(dcase2016_metrics(ref, est, class_names, clips))
-            out[column][value] = {"n_clips": len(clips), **{k: figures[k] for k in FIGURES}}
+            out[column][value] = {"n_clips": len(keep), **{k: figures[k] for k in FIGURES}}
     return out
 
 
