@@ -33,6 +33,7 @@ SCHEMA_GROUPS = {
 }
 BUILT_GROUPS = {
     "features": ("features: {n_mel: 32}", "n_mel", []),
+    "features pcen": ("features: {time_constnt: 0.4}", "time_constnt", ["features=pcen"]),
     "model": ("model: {encoder: {n_layer: 3}}", "n_layer", []),
     "model pooling": (
         "model: {pooling: {treshold: 0.3}}",
