@@ -80,16 +80,9 @@ class EventVariation:
     reverb_wet: tuple[float, float] = (0.1, 0.5)
 
     def __post_init__(self) -> None:
-        for name in ("gain", "pitch", "stretch", "eq", "reverb"):
-            p = float(getattr(self, f"{name}_p"))
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"variation.{name}_p must be in [0, 1], got {p}")
-            setattr(self, f"{name}_p", p)
-        for name in ("gain_db", "pitch_semitones", "stretch_rate", "eq_db", "reverb_rt60"):
-            low, high = (float(v) for v in getattr(self, name))
-            if low > high:
-                raise ValueError(f"variation.{name} must be (low, high), got {(low, high)}")
-            setattr(self, name, (low, high))
+        _check_parts(self, "variation", ("gain", "pitch", "stretch", "eq", "reverb"))
+        ranges = ("gain_db", "pitch_semitones", "stretch_rate", "eq_db", "reverb_rt60")
+        _check_ranges(self, "variation", ranges)
         self.eq_bands = (int(self.eq_bands[0]), int(self.eq_bands[1]))
         self.reverb_wet = (float(self.reverb_wet[0]), float(self.reverb_wet[1]))
         if self.stretch_rate[0] <= 0:
@@ -131,6 +124,24 @@ class EventVariation:
             params["reverb_wet"] = float(rng.uniform(*self.reverb_wet))
             params["reverb_seed"] = int(rng.integers(2**31))
         return params
+
+
+def _check_parts(spec: Any, prefix: str, parts: tuple[str, ...]) -> None:
+    """Each ``<part>_p`` of ``spec`` a float in [0, 1] (the error names ``prefix.<part>_p``)."""
+    for name in parts:
+        p = float(getattr(spec, f"{name}_p"))
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"{prefix}.{name}_p must be in [0, 1], got {p}")
+        setattr(spec, f"{name}_p", p)
+
+
+def _check_ranges(spec: Any, prefix: str, names: tuple[str, ...]) -> None:
+    """Each named field of ``spec`` a ``(low, high)`` float pair with low <= high."""
+    for name in names:
+        low, high = (float(v) for v in getattr(spec, name))
+        if low > high:
+            raise ValueError(f"{prefix}.{name} must be (low, high), got {(low, high)}")
+        setattr(spec, name, (low, high))
 
 
 def apply_variation(audio: np.ndarray, params: dict[str, Any], sample_rate: int) -> np.ndarray:
@@ -193,18 +204,8 @@ class BackgroundVariation:
     mix_db: tuple[float, float] = (-12.0, 0.0)
 
     def __post_init__(self) -> None:
-        for name in ("rate", "eq", "reverse", "mix"):
-            p = float(getattr(self, f"{name}_p"))
-            if not 0.0 <= p <= 1.0:
-                raise ValueError(f"background_variation.{name}_p must be in [0, 1], got {p}")
-            setattr(self, f"{name}_p", p)
-        for name in ("rate", "eq_db", "mix_db"):
-            low, high = (float(v) for v in getattr(self, name))
-            if low > high:
-                raise ValueError(
-                    f"background_variation.{name} must be (low, high), got {(low, high)}"
-                )
-            setattr(self, name, (low, high))
+        _check_parts(self, "background_variation", ("rate", "eq", "reverse", "mix"))
+        _check_ranges(self, "background_variation", ("rate", "eq_db", "mix_db"))
         self.eq_bands = (int(self.eq_bands[0]), int(self.eq_bands[1]))
         if self.rate[0] <= 0:
             raise ValueError(f"background_variation.rate must be positive, got {self.rate}")
