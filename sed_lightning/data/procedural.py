@@ -457,6 +457,68 @@ def generate_ambience(
     return base.astype(np.float32)
 
 
+def generate_textures(
+    duration: float, rng: np.random.Generator, sample_rate: int = 16000
+) -> np.ndarray:
+    """Outdoor-like, non-stationary background textures over :func:`generate_ambience`:
+    what a detector trained on steady ambience takes for events. Each part with a
+    probability:
+
+    - gusts (p 0.6): band-passed noise (lower edge 50-500 Hz, upper 1-6 kHz) under a
+      random envelope varying at 0.3-2 Hz with 10-25 dB between its lulls and peaks,
+      -3 to +9 dB against the ambience (wind, passing traffic, a running tap's swell);
+    - crackle (p 0.5): 2-20 short noise bursts a second (2-30 ms, decaying, each
+      band-passed at random), -12 to 0 dB against the ambience (rain, drips, a fire);
+    - bubbles (p 0.3): 1-10 short rising sine chirps a second (5-40 ms, 300 Hz to 3 kHz),
+      -18 to -6 dB against the ambience (water).
+
+    For training soundscapes only (``procedural_background: textures``): the evaluation
+    sets keep the ambience they were made with. RMS-normalised to :data:`BACKGROUND_RMS`.
+
+    Shape:
+        ``(round(duration * sample_rate),)``, ``float32``.
+    """
+    n = int(round(duration * sample_rate))
+    base = generate_ambience(duration, rng, sample_rate).astype(np.float64)
+    rms = BACKGROUND_RMS
+    coins = rng.random(3)  # drawn up front: one part's switch never shifts the others
+    if coins[0] < 0.6:
+        depth = rng.uniform(10, 25)
+        envelope = _smooth_curve(
+            n, sample_rate, rng.uniform(0.3, 2.0), rng, lambda k: 10 ** (depth * k / 40)
+        )
+        gust = envelope * _bandpass(
+            rng.standard_normal(n), rng.uniform(50, 500), rng.uniform(1000, 6000), sample_rate
+        )
+        base += gust * rms * 10 ** (rng.uniform(-3, 9) / 20) / (np.std(gust) + 1e-12)
+    if coins[1] < 0.5:
+        crackle = np.zeros(n)
+        count = rng.poisson(rng.uniform(2, 20) * duration)
+        for start in rng.integers(0, max(1, n), count):
+            length = int(rng.uniform(0.002, 0.03) * sample_rate)
+            burst = rng.standard_normal(length) * np.exp(-np.linspace(0, 5, length))
+            low = rng.uniform(100, 3000)
+            burst = _bandpass(burst, low, low * rng.uniform(1.5, 4), sample_rate)
+            stop = min(n, start + length)
+            crackle[start:stop] += burst[: stop - start] * rng.uniform(0.2, 1.0)
+        if crackle.any():
+            base += crackle * rms * 10 ** (rng.uniform(-12, 0) / 20) / (np.std(crackle) + 1e-12)
+    if coins[2] < 0.3:
+        bubbles = np.zeros(n)
+        count = rng.poisson(rng.uniform(1, 10) * duration)
+        for start in rng.integers(0, max(1, n), count):
+            length = int(rng.uniform(0.005, 0.04) * sample_rate)
+            f0 = rng.uniform(300, 1500)
+            freq = f0 * np.linspace(1.0, rng.uniform(1.2, 2.0), length)
+            chirp = np.sin(2 * np.pi * np.cumsum(freq) / sample_rate) * np.hanning(length)
+            stop = min(n, start + length)
+            bubbles[start:stop] += chirp[: stop - start]
+        if bubbles.any():
+            base += bubbles * rms * 10 ** (rng.uniform(-18, -6) / 20) / (np.std(bubbles) + 1e-12)
+    base *= BACKGROUND_RMS / (np.sqrt(np.mean(np.square(base))) + 1e-12)
+    return base.astype(np.float32)
+
+
 def build_event_bank(
     out_dir: str | PathLike,
     class_names: Sequence[str] = DEFAULT_CLASSES,

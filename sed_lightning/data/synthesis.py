@@ -55,6 +55,7 @@ from sed_lightning.data.procedural import (
     FADE_SECONDS,
     generate_ambience,
     generate_background,
+    generate_textures,
 )
 from sed_lightning.data.sources import SPLITS, EventBank, EventSource
 from sed_lightning.data.tsv import (
@@ -105,6 +106,7 @@ BackgroundFn = Callable[[float, np.random.Generator, int], np.ndarray]
 PROCEDURAL_BACKGROUNDS: dict[str, BackgroundFn] = {
     "coloured": generate_background,
     "ambience": generate_ambience,
+    "textures": generate_textures,
 }
 
 
@@ -132,8 +134,9 @@ class SoundscapeConfig:
         If given, each clip draws one of these EBRs (dB) for all its events instead of
         ``ebr_db`` per event: DCASE 2016 Task 2 mixed at -6, 0 and +6 dB.
     procedural_background
-        Generated background: ``coloured`` (coloured noise with a slow wander) or
-        ``ambience`` (plus hum, ventilation, distant babble, level drift); see
+        Generated background: ``coloured`` (coloured noise with a slow wander),
+        ``ambience`` (plus hum, ventilation, distant babble, level drift) or ``textures``
+        (ambience plus gusts, crackle and bubbles: non-stationary, outdoor-like); see
         :data:`PROCEDURAL_BACKGROUNDS`.
     recorded_share
         Share of clips (0..1) over a piece of a recorded background of the set's split

@@ -13,7 +13,7 @@ from sed_lightning.data.audio import load_audio
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.data.online import main as rerender
-from sed_lightning.data.procedural import generate_ambience, generate_background
+from sed_lightning.data.procedural import generate_ambience, generate_background, generate_textures
 from sed_lightning.data.sources import EventBank
 from sed_lightning.data.synthesis import ClipMaker, SoundscapeConfig
 from tests.data.conftest import TINY_CLASSES
@@ -127,7 +127,9 @@ def test_rerender_command_from_a_run_folder(tmp_path, tiny_bank_dir):
     assert rerender([str(tmp_path), "train_strong", "2", "5", str(tmp_path / "x.wav")]) == 1
 
 
-@pytest.mark.parametrize("background_fn", [generate_background, generate_ambience])
+@pytest.mark.parametrize(
+    "background_fn", [generate_background, generate_ambience, generate_textures]
+)
 @pytest.mark.parametrize("ebr", [-6.0, 0.0, 6.0])
 def test_events_are_mixed_at_the_requested_ebr(tiny_bank_dir, background_fn, ebr):
     """EBR as in DCASE 2016: event energy against the background's over the event's span,

@@ -165,3 +165,23 @@ def test_event_k_depends_only_on_seed_label_and_k(tmp_path: Path) -> None:
     large = build_event_bank(tmp_path / "large", class_names=("alarm", "knock"), n_per_class=4)
     name = "knock/knock_001.wav"
     assert (small / name).read_bytes() == (large / name).read_bytes()
+
+
+def test_textures_are_deterministic_at_the_background_level_and_less_steady_than_ambience():
+    from sed_lightning.data.procedural import BACKGROUND_RMS, generate_ambience, generate_textures
+
+    one = generate_textures(3.0, np.random.default_rng(7))
+    assert one.shape == (48000,) and one.dtype == np.float32
+    np.testing.assert_array_equal(one, generate_textures(3.0, np.random.default_rng(7)))
+    assert np.sqrt(np.mean(one.astype(np.float64) ** 2)) == pytest.approx(BACKGROUND_RMS, rel=1e-3)
+
+    def unsteadiness(x: np.ndarray) -> float:
+        """Std over 20 ms frames of the frame level (dB)."""
+        frames = x[: len(x) // 320 * 320].reshape(-1, 320).astype(np.float64)
+        return float(np.std(10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)))
+
+    seeds = range(12)
+    textures = [unsteadiness(generate_textures(4.0, np.random.default_rng(s))) for s in seeds]
+    ambience = [unsteadiness(generate_ambience(4.0, np.random.default_rng(s))) for s in seeds]
+    # gusts (10-25 dB envelopes) and crackle make the level swing where ambience is steady
+    assert np.median(textures) > np.median(ambience) + 1.0
