@@ -786,8 +786,9 @@ def _manifest(
 
 
 def _config_content(cfg: SoundscapeConfig) -> dict:
-    """The config as hashed: ``background_variation`` only when on, so sets made before it
-    existed (and sets without it) keep their hash and are not synthesized again."""
+    """The config as hashed: ``background_variation`` only when on, so a config that does
+    not switch it on hashes as it did before the option existed (no set is synthesized
+    again for it)."""
     content = dataclasses.asdict(cfg)
     if not cfg.background_variation.active:
         del content["background_variation"]
