@@ -457,6 +457,22 @@ def generate_ambience(
     return base.astype(np.float32)
 
 
+def _scatter(
+    n: int, count: int, make: Callable[[], np.ndarray], rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` short sounds from ``make()`` added at random starts (cut at the end).
+
+    Shape:
+        ``(n,)``.
+    """
+    out = np.zeros(n)
+    for start in rng.integers(0, max(1, n), count):
+        sound = make()
+        stop = min(n, start + len(sound))
+        out[start:stop] += sound[: stop - start]
+    return out
+
+
 def generate_textures(
     duration: float, rng: np.random.Generator, sample_rate: int = 16000
 ) -> np.ndarray:
@@ -492,27 +508,26 @@ def generate_textures(
         )
         base += gust * rms * 10 ** (rng.uniform(-3, 9) / 20) / (np.std(gust) + 1e-12)
     if coins[1] < 0.5:
-        crackle = np.zeros(n)
-        count = rng.poisson(rng.uniform(2, 20) * duration)
-        for start in rng.integers(0, max(1, n), count):
+
+        def crack() -> np.ndarray:
             length = int(rng.uniform(0.002, 0.03) * sample_rate)
             burst = rng.standard_normal(length) * np.exp(-np.linspace(0, 5, length))
             low = rng.uniform(100, 3000)
-            burst = _bandpass(burst, low, low * rng.uniform(1.5, 4), sample_rate)
-            stop = min(n, start + length)
-            crackle[start:stop] += burst[: stop - start] * rng.uniform(0.2, 1.0)
+            return _bandpass(burst, low, low * rng.uniform(1.5, 4), sample_rate) * rng.uniform(
+                0.2, 1.0
+            )
+
+        crackle = _scatter(n, rng.poisson(rng.uniform(2, 20) * duration), crack, rng)
         if crackle.any():
             base += crackle * rms * 10 ** (rng.uniform(-12, 0) / 20) / (np.std(crackle) + 1e-12)
     if coins[2] < 0.3:
-        bubbles = np.zeros(n)
-        count = rng.poisson(rng.uniform(1, 10) * duration)
-        for start in rng.integers(0, max(1, n), count):
+
+        def bubble() -> np.ndarray:
             length = int(rng.uniform(0.005, 0.04) * sample_rate)
-            f0 = rng.uniform(300, 1500)
-            freq = f0 * np.linspace(1.0, rng.uniform(1.2, 2.0), length)
-            chirp = np.sin(2 * np.pi * np.cumsum(freq) / sample_rate) * np.hanning(length)
-            stop = min(n, start + length)
-            bubbles[start:stop] += chirp[: stop - start]
+            freq = rng.uniform(300, 1500) * np.linspace(1.0, rng.uniform(1.2, 2.0), length)
+            return np.sin(2 * np.pi * np.cumsum(freq) / sample_rate) * np.hanning(length)
+
+        bubbles = _scatter(n, rng.poisson(rng.uniform(1, 10) * duration), bubble, rng)
         if bubbles.any():
             base += bubbles * rms * 10 ** (rng.uniform(-18, -6) / 20) / (np.std(bubbles) + 1e-12)
     base *= BACKGROUND_RMS / (np.sqrt(np.mean(np.square(base))) + 1e-12)
