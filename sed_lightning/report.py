@@ -254,10 +254,11 @@ def factor_keys(run_dirs: Sequence[RunDir]) -> list[str]:
         extra = study_metadata(run.config).get("factors") or []
         for key in [*run.swept, *extra]:
             keys[strip_prefix(key)] = None
-    keys.pop("seed", None)
+    for key in RUN_KEYS:
+        keys.pop(key, None)
     if keys:
         return list(keys)
-    for key in sorted({k for run in run_dirs for k in run.overrides} - {"seed"}):
+    for key in sorted({k for run in run_dirs for k in run.overrides} - RUN_KEYS):
         if key.startswith("hydra"):
             continue
         by_seed: dict[Any, set[str | None]] = {}
@@ -268,16 +269,55 @@ def factor_keys(run_dirs: Sequence[RunDir]) -> list[str]:
     return list(keys)
 
 
-def factor_value(run: RunDir, key: str) -> str:
-    """``key``'s value in ``run``: its override, else its group choice, else its config value."""
+#: Keys of how a run was made, not of what it is: never a configuration's factor.
+RUN_KEYS = {"seed", "ckpt_path"}
+
+
+def factor_value(run: RunDir, key: str) -> str | None:
+    """``key``'s value in ``run``: its override, else its group choice, else its config value;
+    ``None`` when the run has no such key (it was made before the key existed)."""
     if key in run.overrides:
         return run.overrides[key]
     if key in run.choices:
         return as_text(run.choices[key])
+    absent = object()
     try:
-        return as_text(OmegaConf.select(run.config, key))
+        value = OmegaConf.select(run.config, key, default=absent)
     except Exception:
-        return "null"
+        return None
+    return None if value is absent else as_text(value)
+
+
+def factor_values(run_dirs: Sequence[RunDir], keys: Sequence[str]) -> list[dict[str, str]]:
+    """Each run's value of each key. A run made before a key existed (no such key in its
+    config, or no group choice where other runs have one: an inline node that became a
+    config group) gets the value most runs that have the key and do not set it carry,
+    that is the default, so a study spanning a new option is not split by it.
+
+        >>> from types import SimpleNamespace as Ns
+        >>> from omegaconf import OmegaConf as C
+        >>> old = Ns(overrides={}, choices={}, config=C.create({"x": 1}))
+        >>> new = Ns(overrides={}, choices={}, config=C.create({"x": 1, "p": 0.0}))
+        >>> on = Ns(overrides={"p": "0.5"}, choices={}, config=C.create({"x": 1, "p": 0.5}))
+        >>> factor_values([old, new, on], ["p"])
+        [{'p': '0.0'}, {'p': '0.0'}, {'p': '0.5'}]
+    """
+    grouped = {key for key in keys if any(key in run.choices for run in run_dirs)}
+
+    def own(run: RunDir, key: str) -> str | None:
+        if key in grouped and key not in run.choices and key not in run.overrides:
+            return None
+        return factor_value(run, key)
+
+    values = [{key: own(run, key) for key in keys} for run in run_dirs]
+    defaults = {}
+    for key in keys:
+        unset = [
+            v[key] for run, v in zip(run_dirs, values, strict=True) if key not in run.overrides
+        ]
+        present = [value for value in unset if value is not None]
+        defaults[key] = Counter(present).most_common(1)[0][0] if present else "null"
+    return [{k: defaults[k] if v is None else v for k, v in row.items()} for row in values]
 
 
 def started(info: Mapping[str, Any], metrics: Path) -> datetime:
@@ -287,10 +327,10 @@ def started(info: Mapping[str, Any], metrics: Path) -> datetime:
     return datetime.fromtimestamp(metrics.stat().st_mtime).astimezone()
 
 
-def expand(run: RunDir, keys: Sequence[str]) -> list[Run]:
+def expand(run: RunDir, base: Mapping[str, str]) -> list[Run]:
     """One :class:`Run` per result of a run folder (per round for self-training runs; a
-    round's own ``run_info.json`` stands in when the run folder has none)."""
-    base = {key: factor_value(run, key) for key in keys}
+    round's own ``run_info.json`` stands in when the run folder has none); ``base``: its
+    factors (:func:`factor_values`)."""
     study = study_metadata(run.config)
     runs = []
     for round_, path in result_files(run.path):
@@ -330,8 +370,10 @@ def load_runs(runs_dir: Path) -> list[Run]:
             "metrics.json, or rounds/round_K/metrics.json)"
         )
     run_dirs = [read_run_dir(path, runs_dir) for path in folders]
-    keys = factor_keys(run_dirs)
-    return [run for run_dir in run_dirs for run in expand(run_dir, keys)]
+    values = factor_values(run_dirs, factor_keys(run_dirs))
+    return [
+        run for run_dir, base in zip(run_dirs, values, strict=True) for run in expand(run_dir, base)
+    ]
 
 
 def label(factors: Mapping[str, str]) -> str:

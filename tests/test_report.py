@@ -520,3 +520,32 @@ def test_separate_commands_without_sweeps_are_told_apart_by_their_overrides(tmp_
     rows = [line.split(" | ")[0] for line in md.splitlines() if line.startswith("| ")][1:]
     assert rows[0] == "| **scheduler=warmup** (ref)"
     assert sorted(rows[1:]) == ["| common settings", "| data.batch_sizes.strong=24"]
+
+
+def test_a_study_spanning_a_new_option_or_a_resume_is_not_split_by_them():
+    """Runs made before an option existed (no such key, or an inline node that became a
+    group) count as its default; ``ckpt_path`` (a resumed run) is not a factor."""
+    from types import SimpleNamespace as Ns
+
+    from omegaconf import OmegaConf
+
+    from sed_lightning.report import factor_keys, factor_values
+
+    def run(overrides, choices, config, seed=1):
+        config = OmegaConf.create({"seed": seed, **config})
+        return Ns(overrides=overrides, choices=choices, config=config, swept=[])
+
+    old = run({}, {}, {"features": {"n_mels": 64}, "x": None})
+    new = run({}, {"features": "logmel"}, {"features": {"n_mels": 64}, "p": 0.0, "x": None})
+    resumed = run({"ckpt_path": "last"}, {"features": "logmel"}, {"p": 0.0, "x": None})
+    pcen = run({"features": "pcen"}, {"features": "pcen"}, {"p": 0.0, "x": None})
+    varied = run({"p": "0.5"}, {"features": "logmel"}, {"p": 0.5, "x": None})
+    runs = [old, new, resumed, pcen, varied]
+    keys = factor_keys(runs)
+    assert sorted(keys) == ["features", "p"]  # not ckpt_path
+    values = factor_values(runs, keys)
+    assert values[0] == values[1] == values[2] == {"features": "logmel", "p": "0.0"}
+    assert values[3] == {"features": "pcen", "p": "0.0"}
+    assert values[4] == {"features": "logmel", "p": "0.5"}
+    # an explicit null is a value, not an absent key
+    assert factor_values([old, varied], ["x"]) == [{"x": "null"}, {"x": "null"}]
