@@ -26,14 +26,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+import pandas as pd
 
 from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.conditions import FIGURES, metrics_by_condition, read_conditions
 from sed_lightning.evaluation.tables import fmt_mean_std
-from sed_lightning.postprocessing import decoder_settings
-from sed_lightning.tune_postprocess import DEFAULT_POSTPROCESS, decode, load_split, run_postprocess
+from sed_lightning.tune_postprocess import (
+    METHOD_FILES,
+    decode,
+    load_split,
+    read_postprocess,
+    run_postprocess,
+)
 
 DECODERS = ("own", "tuned")
 
@@ -42,17 +47,16 @@ def run_decoder(run_dir: Path, decoder: str) -> dict[str, Any]:
     """The run's own post-processing, or the one tuned on its validation scores."""
     if decoder == "own":
         return run_postprocess(run_dir)
-    path = run_dir / "postprocess_tuned.yaml"
+    path = run_dir / METHOD_FILES["median"][0]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no tuned decoder (run tune_postprocess on the run)")
-    return decoder_settings({**DEFAULT_POSTPROCESS, **(yaml.safe_load(path.read_text()) or {})})
+    return read_postprocess(path)
 
 
-def run_conditions(run_dir: Path, conditions_path: Path, split: str, decoder: str) -> dict:
-    """``{column: {value: figures}}`` of one run's saved split."""
+def run_conditions(run_dir: Path, table: pd.DataFrame, split: str, decoder: str) -> dict:
+    """``{column: {value: figures}}`` of one run's saved split; ``table``: the conditions."""
     saved = load_split(run_dir, split)
     estimated = decode(saved, run_decoder(run_dir, decoder))
-    table = read_conditions(conditions_path)
     return metrics_by_condition(saved.reference, estimated, saved.classes, table, saved.files)
 
 
@@ -68,7 +72,9 @@ def summarize(per_run: Sequence[dict]) -> list[dict[str, Any]]:
                 found = [r[column][value][key] for r in per_run if value in r.get(column, {})]
                 array = np.array(found, dtype=float)
                 row[f"{key}_mean"] = float(np.nanmean(array)) if len(array) else float("nan")
-                row[f"{key}_std"] = float(np.std(array, ddof=1)) if len(array) > 1 else float("nan")
+                row[f"{key}_std"] = (
+                    float(np.nanstd(array, ddof=1)) if len(array) > 1 else float("nan")
+                )
             rows.append(row)
     return rows
 
@@ -107,10 +113,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--decoder", choices=DECODERS, default="own")
     parser.add_argument("--out", type=Path, help="write the per-run and summary figures as JSON")
     args = parser.parse_args(argv)
+    try:
+        table = read_conditions(args.conditions)
+    except LabelFileError as err:
+        raise SystemExit(f"conditions: {err}") from None
     per_run, scored, errors = [], [], []
     for run_dir in args.run_dirs:
         try:
-            per_run.append(run_conditions(run_dir, args.conditions, args.split, args.decoder))
+            per_run.append(run_conditions(run_dir, table, args.split, args.decoder))
             scored.append(str(run_dir))
         except (OSError, LabelFileError, ValueError) as err:
             errors.append(f"conditions: {run_dir}: {' '.join(str(err).split())}")

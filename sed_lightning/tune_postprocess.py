@@ -185,6 +185,12 @@ def load_split(run_dir: str | Path, split: str) -> SavedSplit:
     return SavedSplit(score_dfs, reference, durations)
 
 
+def read_postprocess(path: Path) -> dict[str, Any]:
+    """Decoder settings from a post-processing YAML a run or a tuning wrote (the schema's
+    defaults for what it leaves out)."""
+    return decoder_settings({**DEFAULT_POSTPROCESS, **(yaml.safe_load(path.read_text()) or {})})
+
+
 def run_postprocess(run_dir: str | Path) -> dict[str, Any]:
     """The post-processing a run used: ``postprocess.yaml`` (written with its test outputs),
     else the ``postprocess`` node of ``.hydra/config.yaml``, else the defaults (decoder
@@ -192,9 +198,7 @@ def run_postprocess(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     saved = run_dir / "postprocess.yaml"
     if saved.is_file():
-        return decoder_settings(
-            {**DEFAULT_POSTPROCESS, **(yaml.safe_load(saved.read_text()) or {})}
-        )
+        return read_postprocess(saved)
     hydra_config = run_dir / ".hydra" / "config.yaml"
     if hydra_config.is_file():
         node = (yaml.safe_load(hydra_config.read_text()) or {}).get("postprocess")

@@ -129,24 +129,24 @@ def metrics_by_condition(
     files = {str(f) for f in (filenames or [])}
     files |= set(reference["filename"].astype(str)) | set(estimated["filename"].astype(str))
     ids = {f: audio_id(f) for f in sorted(files)}
-    missing = sorted(f for f, i in ids.items() if i not in set(by_id["_id"]))
+    known = set(by_id["_id"])
+    missing = sorted(f for f, i in ids.items() if i not in known)
     if missing:
         raise ValueError(f"{len(missing)} evaluated clip(s) have no conditions, e.g. {missing[:5]}")
-    by_id = by_id.set_index("_id")
+    # the conditions of the evaluated clips only, by audio id
+    evaluated = by_id.set_index("_id").loc[sorted(set(ids.values()))].astype(str)
     ref_ids = reference["filename"].astype(str).map(ids)
     est_ids = estimated["filename"].astype(str).map(ids)
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for column in (c for c in conditions.columns if c != "filename"):
         out[column] = {}
-        values = by_id[column].astype(str)
-        for value in sorted(set(values[list(set(ids.values()))])):
-            keep = {i for i in set(ids.values()) if values[i] == value}
+        for value, group in evaluated.groupby(column, sort=True):
+            keep = set(group.index)
             clips = [f for f, i in ids.items() if i in keep]
-            ref = reference[ref_ids.isin(keep)]
-            est = estimated[est_ids.isin(keep)]
+            ref, est = reference[ref_ids.isin(keep)], estimated[est_ids.isin(keep)]
             figures = sed_eval_metrics(ref, est, class_names, clips)
             figures.update(dcase2016_metrics(ref, est, class_names, clips))
-            out[column][value] = {"n_clips": len(keep), **{k: figures[k] for k in FIGURES}}
+            out[column][str(value)] = {"n_clips": len(keep), **{k: figures[k] for k in FIGURES}}
     return out
 
 
