@@ -46,6 +46,10 @@ class ResumableCSVLogger(CSVLogger):
     ``metrics.csv`` instead of deleting it: rows logged before the resumed step are kept,
     rows a killed run logged after its last checkpoint are dropped.
 
+    One gap remains: Lightning writes an epoch's checkpoint (at the end of validation) a
+    moment before it logs that epoch's training row (``train/*_epoch``). A run
+    killed in between resumes without that one row; every other row is kept.
+
     Args:
         resume: whether this run resumes from a checkpoint (the run's ``ckpt_path``; any
             non-empty value counts). A fresh run replaces an old ``metrics.csv`` as usual.
