@@ -89,7 +89,9 @@ def test_killed_run_resumes_from_last_checkpoint_like_an_uninterrupted_run(tmp_p
     # Lightning logs an epoch's training row (train/loss_epoch) after that epoch's checkpoint
     # is written; a kill in between loses that one row (ResumableCSVLogger's docstring). Kill
     # once the row is on disk, so the curves can be compared row for row.
-    while victim.poll() is None and not _has_train_epoch_row(killed) and time.monotonic() < deadline:
+    while (
+        victim.poll() is None and not _has_train_epoch_row(killed) and time.monotonic() < deadline
+    ):
         time.sleep(0.02)
     victim.send_signal(signal.SIGKILL)
     _, err = victim.communicate()
