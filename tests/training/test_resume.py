@@ -112,7 +112,7 @@ def test_killed_run_resumes_from_last_checkpoint_like_an_uninterrupted_run(tmp_p
 def _has_train_epoch_row(run) -> bool:
     try:
         curves = pd.read_csv(run / "csv" / "metrics.csv")
-    except (FileNotFoundError, pd.errors.EmptyDataError):
+    except (FileNotFoundError, pd.errors.EmptyDataError, pd.errors.ParserError):  # mid-write
         return False
     return "train/loss_epoch" in curves and bool(curves["train/loss_epoch"].notna().any())
 
