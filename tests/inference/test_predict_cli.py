@@ -51,6 +51,30 @@ def predict_cmd(audio: Path, out: Path, *overrides: str) -> list[str]:
     ]
 
 
+def predict_here(audio: Path, out: Path, *overrides: str) -> int:
+    """The same prediction in this process (one thread, as the subprocesses run): the
+    uninterrupted reference the CLI runs are compared with, without another interpreter
+    start (torch + lightning imports take 10-30 s on 2 CPU cores)."""
+    import torch
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sed_lightning.config import register_resolvers
+    from sed_lightning.predict import predict
+
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="predict", overrides=predict_cmd(audio, out, *overrides)[3:])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return predict(cfg)
+    finally:
+        torch.set_num_threads(threads)
+        GlobalHydra.instance().clear()
+
+
 def run(cmd: list[str], timeout: float = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1"}
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
@@ -89,7 +113,7 @@ def test_kill_9_and_start_again_gives_the_uninterrupted_output(tmp_path):
     audio = tmp_path / "audio"
     names = make_folder(audio, 40)
     reference = tmp_path / "full" / "events.tsv"
-    assert run(predict_cmd(audio, reference, "batch_size=1", "num_workers=0")).returncode == 0
+    assert predict_here(audio, reference, "batch_size=1", "num_workers=0") == 0
 
     out = tmp_path / "killed" / "events.tsv"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -132,7 +156,7 @@ def test_two_processes_score_each_file_exactly_once(tmp_path):
     scored = [f for files in per_rank.values() for f in files]
     assert sorted(scored) == names  # each file exactly once
     single = tmp_path / "single" / "events.tsv"
-    assert run(predict_cmd(audio, single, "batch_size=2")).returncode == 0
+    assert predict_here(audio, single, "batch_size=2") == 0
     pd.testing.assert_frame_equal(
         pd.read_csv(out, sep="\t"), pd.read_csv(single, sep="\t"), atol=1e-6
     )
