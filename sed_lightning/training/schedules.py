@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
+from sed_lightning.training.preflight import ConfigError
+
 
 class WarmupCosineFactor:
     """The factor on the base rate at optimizer step ``step``: a linear warm-up from
@@ -128,5 +130,12 @@ def make_scheduler(
     training DataLoader, which a schedule that does not need it must not disturb (a
     mid-epoch resume restores the loader's position)."""
     if wants_total_steps(factory):
-        return factory(optimizer=optimizer, total_steps=int(total_steps()))
+        steps = int(total_steps())
+        try:
+            return factory(optimizer=optimizer, total_steps=steps)
+        except ValueError as err:  # e.g. a warm-up longer than a short run: name the keys
+            raise ConfigError(
+                f"scheduler: {err}; the run has {steps} optimizer steps (trainer.max_epochs "
+                "x batches an epoch): lower scheduler.warmup_steps or train longer"
+            ) from err
     return factory(optimizer=optimizer)

@@ -10,6 +10,7 @@ import torch
 
 from sed_lightning.train import train
 from sed_lightning.training.checkpoints import read_checkpoint
+from sed_lightning.training.preflight import ConfigError
 from sed_lightning.training.schedules import WarmupCosineFactor, WarmupCosineLR, make_scheduler
 from tests.conftest import TINY, compose_train, finalize
 
@@ -59,6 +60,33 @@ def test_total_steps_is_filled_in_only_when_missing():
         partial(torch.optim.lr_scheduler.LinearLR, total_iters=3), _optimizer(), never
     )
     assert isinstance(linear, torch.optim.lr_scheduler.LinearLR)
+
+
+def test_a_warm_up_longer_than_the_run_is_a_config_error_naming_the_keys():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(
+        ConfigError, match=r"scheduler.*68 optimizer steps.*scheduler\.warmup_steps"
+    ):
+        make_scheduler(partial(WarmupCosineLR, warmup_steps=100), opt, lambda: 68)
+    assert make_scheduler(partial(WarmupCosineLR, warmup_steps=100), opt, lambda: 101)
+
+
+def test_a_real_run_shorter_than_its_warm_up_stops_with_a_config_error(tmp_path, data_dir):
+    # train.main turns a ConfigError into one line, no traceback (test_config_errors)
+    cfg = finalize(
+        compose_train(
+            [
+                *(o for o in TINY if not o.startswith("scheduler.")),
+                "scheduler=cosine",
+                "scheduler.warmup_steps=10000",
+            ],
+            tiny=False,
+        ),
+        tmp_path / "run",
+        data_dir,
+    )
+    with pytest.raises(ConfigError, match=r"scheduler\.warmup_steps"):
+        train(cfg)
 
 
 def test_state_dict_round_trip_continues_the_curve():
