@@ -134,8 +134,13 @@ def make_scheduler(
         try:
             return factory(optimizer=optimizer, total_steps=steps)
         except ValueError as err:  # e.g. a warm-up longer than a short run: name the keys
+            hint = (
+                ": lower scheduler.warmup_steps or train longer"
+                if "warmup_steps" in str(err)
+                else ""
+            )
             raise ConfigError(
                 f"scheduler: {err}; the run has {steps} optimizer steps (trainer.max_epochs "
-                "x batches an epoch): lower scheduler.warmup_steps or train longer"
+                f"x batches an epoch){hint}"
             ) from err
     return factory(optimizer=optimizer)

@@ -69,6 +69,9 @@ def test_a_warm_up_longer_than_the_run_is_a_config_error_naming_the_keys():
     ):
         make_scheduler(partial(WarmupCosineLR, warmup_steps=100), opt, lambda: 68)
     assert make_scheduler(partial(WarmupCosineLR, warmup_steps=100), opt, lambda: 101)
+    with pytest.raises(ConfigError, match=r"scheduler: min_factor") as err:
+        make_scheduler(partial(WarmupCosineLR, min_factor=2.0), opt, lambda: 500)
+    assert "warmup_steps" not in str(err.value)  # the hint only where it applies
 
 
 def test_a_real_run_shorter_than_its_warm_up_stops_with_a_config_error(tmp_path, data_dir):
