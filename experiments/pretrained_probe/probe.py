@@ -42,11 +42,19 @@ def load_cnn(aisfx_dir: Path) -> nn.Module:
     sys.path.insert(0, str(aisfx_dir))
     from aisfx.models.cnn2d import EmbeddingNet
 
-    # The checkpoint is a pickled (state_dict, dataset dict with numpy scalars): it does not
-    # load with weights_only=True. Only load a wheel you downloaded from PyPI yourself.
-    state, _ = torch.load(
-        aisfx_dir / "aisfx/models/checkpoint.pth", map_location="cpu", weights_only=False
-    )
+    # The checkpoint is a pickled (state_dict, dataset dict with numpy scalars): loaded with
+    # weights_only=True once those numpy types are allowed (the saved name is numpy 1's).
+    numpy_types = [
+        (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+        np.dtype,
+        np.dtypes.Int64DType,
+        np.dtypes.Float64DType,
+        np.dtypes.Float32DType,
+    ]
+    with torch.serialization.safe_globals(numpy_types):
+        state, _ = torch.load(
+            aisfx_dir / "aisfx/models/checkpoint.pth", map_location="cpu", weights_only=True
+        )
     net = EmbeddingNet("max", 3, 1, 64)
     prefix = "embedding_net."
     net.load_state_dict({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)})
