@@ -44,7 +44,8 @@ class WarmupCosineFactor:
     ) -> None:
         if total_steps <= warmup_steps:
             raise ValueError(
-                f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})"
+                f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps}): "
+                "lower warmup_steps or train longer"
             )
         if not 0.0 <= min_factor <= 1.0:
             raise ValueError(f"min_factor must be in [0, 1], got {min_factor}")
@@ -133,14 +134,11 @@ def make_scheduler(
         steps = int(total_steps())
         try:
             return factory(optimizer=optimizer, total_steps=steps)
-        except ValueError as err:  # e.g. a warm-up longer than a short run: name the keys
-            hint = (
-                ": lower scheduler.warmup_steps or train longer"
-                if "warmup_steps" in str(err)
-                else ""
-            )
+        except ValueError as err:  # e.g. a warm-up longer than a short run
+            # The schedule's own message names its setting; this adds where the step
+            # count came from, which only the trainer knows.
             raise ConfigError(
                 f"scheduler: {err}; the run has {steps} optimizer steps (trainer.max_epochs "
-                f"x batches an epoch){hint}"
+                "x batches an epoch)"
             ) from err
     return factory(optimizer=optimizer)

@@ -38,16 +38,23 @@ def make_folder(folder: Path, n: int, seconds: float = 3.0, seed: int = 0) -> li
     return sorted(names)
 
 
-def predict_cmd(audio: Path, out: Path, *overrides: str) -> list[str]:
+def predict_overrides(audio: Path, out: Path, *overrides: str) -> list[str]:
+    """The Hydra overrides of one prediction, shared by the CLI and the in-process run."""
     return [
-        sys.executable,
-        "-m",
-        "sed_lightning.predict",
         f"ckpt={CKPT}",
         f"audio={audio}",
         f"out={out}",
         "postprocess.threshold=0.3",
         *overrides,
+    ]
+
+
+def predict_cmd(audio: Path, out: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "sed_lightning.predict",
+        *predict_overrides(audio, out, *overrides),
     ]
 
 
@@ -65,7 +72,7 @@ def predict_here(audio: Path, out: Path, *overrides: str) -> int:
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="predict", overrides=predict_cmd(audio, out, *overrides)[3:])
+        cfg = compose(config_name="predict", overrides=predict_overrides(audio, out, *overrides))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
