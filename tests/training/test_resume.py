@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 import torch
 from lightning.fabric.utilities.data import _set_sampler_epoch
+from lightning.pytorch.trainer.connectors.logger_connector.logger_connector import (
+    _LoggerConnector,
+)
 
 from sed_lightning.data.datamodule import SEDDataModule
 from sed_lightning.data.sampler import MixedKindBatchSampler, ResumableDataLoader
@@ -86,9 +89,9 @@ def test_killed_run_resumes_from_last_checkpoint_like_an_uninterrupted_run(tmp_p
     deadline = time.monotonic() + 180
     while victim.poll() is None and not last.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    # Lightning logs an epoch's training row (train/loss_epoch) after that epoch's checkpoint
-    # is written; a kill in between loses that one row (ResumableCSVLogger's docstring). Kill
-    # once the row is on disk, so the curves can be compared row for row.
+    # Lightning logs an epoch's training row (train/loss_epoch) just after that epoch's
+    # checkpoint is written (a kill in between: test_a_crash_between_checkpoint_and_epoch_row_
+    # keeps_the_row). Kill once the row is on disk, to test the file-level merge here.
     while (
         victim.poll() is None and not _has_train_epoch_row(killed) and time.monotonic() < deadline
     ):
@@ -174,6 +177,40 @@ def test_mid_epoch_checkpoint_resumes_at_the_next_batch(tmp_path, data_dir, resu
     ]
     run("crashed", "ckpt_path=last")
     assert_same_run(tmp_path / "crashed", tmp_path / "straight")
+
+
+@pytest.mark.parametrize("on_train_epoch_end", [True, False], ids=["epoch-end", "val-end"])
+def test_a_crash_between_checkpoint_and_epoch_row_keeps_the_row(
+    tmp_path, data_dir, monkeypatch, on_train_epoch_end
+):
+    """Lightning writes the epoch's checkpoint (at the end of the epoch or of validation)
+    before it logs the epoch's training row: crash exactly there, then resume."""
+    where = f"callbacks.last_checkpoint.save_on_train_epoch_end={on_train_epoch_end}"
+
+    def run(name: str, *extra: str) -> dict[str, float]:
+        cfg = compose_train(["trainer.max_epochs=3", f"+{where}", *extra])
+        return train(finalize(cfg, tmp_path / name, data_dir))
+
+    run("straight")
+    log_row = _LoggerConnector.update_train_epoch_metrics
+
+    def crash_before_epoch_1_row(self):
+        if self.trainer.current_epoch == 1:
+            raise Crash("between the checkpoint and the epoch's training row")
+        log_row(self)
+
+    monkeypatch.setattr(_LoggerConnector, "update_train_epoch_metrics", crash_before_epoch_1_row)
+    with pytest.raises(Crash):
+        run("crashed")
+    crashed = tmp_path / "crashed"
+    assert torch.load(crashed / "checkpoints/last.ckpt", weights_only=True)["epoch"] == 1
+    assert pd.read_csv(crashed / "csv/metrics.csv")["train/loss_epoch"].notna().sum() == 1
+    monkeypatch.setattr(_LoggerConnector, "update_train_epoch_metrics", log_row)
+    run("crashed", "ckpt_path=last")
+    assert_same_run(crashed, tmp_path / "straight")
+    curves = pd.read_csv(crashed / "csv/metrics.csv")
+    assert curves["train/loss_epoch"].notna().sum() == 3
+    pd.testing.assert_frame_equal(curves, pd.read_csv(tmp_path / "straight/csv/metrics.csv"))
 
 
 def test_ckpt_path_last_without_a_checkpoint_names_the_fix(tmp_path, data_dir):
