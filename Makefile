@@ -13,6 +13,9 @@ PYTHON_EXE := $(shell $(PYTHON) -c 'import sys; print(sys.executable)' 2>/dev/nu
 # One stamp per interpreter: `make test PYTHON=python3.13` rebuilds .venv for 3.13.
 STAMP  := $(VENV)/.installed-$(notdir $(PYTHON))
 ARGS   ?=
+# pytest-xdist workers for `make test`: one a core ("auto"); TEST_JOBS=0 runs in one process.
+# loadscope keeps a module's tests on one worker (its module fixtures are built once).
+TEST_JOBS ?= auto
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help install lock train test test-all lint format bench ablations clean
@@ -43,11 +46,11 @@ lock:  ## re-resolve uv.lock from pyproject.toml (ARGS="--upgrade-package NAME" 
 train: install  ## train + test the default experiment on built-in generated data (ARGS="key=value ...")
 	$(PY) -m sed_lightning.train $(ARGS)
 
-test: install  ## run the test suite (slow tests excluded)
-	$(PY) -m pytest $(ARGS)
+test: install  ## run the test suite on every core (slow tests excluded; TEST_JOBS=0: one process)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadscope $(ARGS)
 
 test-all: install  ## run every test, slow ones included
-	$(PY) -m pytest -m "" $(ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadscope -m "" $(ARGS)
 
 lint: install  ## ruff lint + format check
 	$(VENV)/bin/ruff check sed_lightning tests

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,17 @@ from omegaconf import DictConfig, open_dict
 from sed_lightning.config import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test`), share the cores between the workers: torch's
+    default of one thread a core in every worker would oversubscribe them."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
 CONF = str(ROOT / "conf")
 CLASSES = ["alarm", "speech", "knock", "water", "engine", "dog_bark"]
 
