@@ -166,7 +166,7 @@ def markdown(table: pd.DataFrame, raw: pd.DataFrame, seconds: float) -> str:
         f"- runs: {len(runs)} ({', '.join(f'`{r}` (seed {s})' for r, s in zip(runs['run'], runs['seed'], strict=True))})",
         f"- training budget of the runs: {', '.join(sorted(set(raw.get('budget', ['unknown']))))}",
         "- windows: median-filter length in frames; threshold and min_duration: each run's own",
-        f"- `{TUNED}`: per-class window and threshold tuned on each run's validation scores "
+        f"- `{TUNED}`: per-class window, threshold and minimum duration tuned on each run's validation scores "
         "(max event-based F1), applied to test",
         "- reference (marked (ref)): each run's configured window",
         f"- cells: mean ± std (ddof=1) over runs of the test metric (sed_eval); p: {TEST_NAME} "

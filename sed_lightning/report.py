@@ -603,7 +603,9 @@ def header(runs: Sequence[Run], runs_dir: Path, names: Sequence[str] = METRICS) 
 def tuned_text(prefixes: Sequence[str]) -> str:
     """What the tuned columns of ``prefixes`` (``test_tuned/``, ``test_sebbs/``) hold."""
     what = {
-        TUNED_PREFIXES[0]: "per-class median window + threshold (metrics_tuned.json)",
+        TUNED_PREFIXES[
+            0
+        ]: "per-class median window + threshold + minimum duration (metrics_tuned.json)",
         TUNED_PREFIXES[1]: "cSEBBs, sound event bounding boxes (metrics_sebbs.json)",
     }
     return (

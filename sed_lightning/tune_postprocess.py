@@ -3,7 +3,7 @@
 Usage::
 
     python -m sed_lightning.tune_postprocess RUN_DIR [--windows 1 3 5 7 11 21]
-        [--thresholds 0.1 0.2 ... 0.9] [--bootstrap-samples 20]
+        [--thresholds 0.1 0.2 ... 0.9] [--min-durations 0 0.1 ... 1.0] [--bootstrap-samples 20]
         [--no-mfi-psds] [--tune-only]
     python -m sed_lightning.tune_postprocess RUN_DIR --method sebbs [--tune-only]
     python -m sed_lightning.tune_postprocess median-study RUN_DIR [RUN_DIR ...] --out DIR
@@ -22,11 +22,12 @@ A training run writes (``SEDEvaluation``) ``val_scores/`` + ``val_reference.tsv`
 ``scores/`` + ``test_reference.tsv`` + ``test_durations.tsv``.
 
 1. **Tuning** reads the validation files only: for every median window of the grid (in frames;
-   seconds = frames x the frame hop read from the scores' timestamps) and every threshold of
-   the grid, the validation clips are decoded and scored with sed_eval (event-based F1,
-   settings of :mod:`sed_lightning.evaluation.settings`); each class keeps the pair with its
-   best F1 (ties: the window, then the threshold, nearest the run's own). Classes
-   without validation events keep the run's settings. ``min_duration`` is the run's. Written
+   seconds = frames x the frame hop read from the scores' timestamps), every threshold and
+   every minimum event duration of the grids, the validation clips are decoded and scored
+   with sed_eval (event-based F1, settings of :mod:`sed_lightning.evaluation.settings`); each
+   class keeps the triple with its best F1 (ties: the window, the threshold, then the
+   minimum duration nearest the run's own). Classes without validation events keep the
+   run's settings. ``--min-durations`` with the run's own value alone keeps it. Written
    to ``RUN_DIR/postprocess_tuned.yaml`` and ``RUN_DIR/conf/postprocess/tuned.yaml`` (use it
    in a run: ``hydra.searchpath=[file://RUN_DIR/conf] postprocess=tuned``).
 2. **Test** (only then are ``scores/`` read): ``RUN_DIR/metrics_tuned.json`` with the keys of
@@ -98,6 +99,10 @@ from sed_lightning.postprocessing.events import event_times
 
 WINDOWS = (1, 3, 5, 7, 11, 21)  # median-filter lengths in frames
 THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
+#: minimum event durations (seconds), the third setting of the per-class decoder. Chosen on
+#: held-out halves of validation: it added 0.041 event-F1 (0.505 -> 0.546, 2 runs of the office
+#: recipe, each ahead) to the window + threshold tuning (experiments/recipe, fifth round).
+MIN_DURATIONS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 DEFAULT_POSTPROCESS = decoder_settings(asdict(PostprocessConfig()))  # the schema's defaults
 SPLIT_FILES = {  # split -> (scores dir, reference, durations)
     "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
@@ -276,48 +281,62 @@ def grid_f1(
     split: SavedSplit,
     windows: Sequence[int] = WINDOWS,
     thresholds: Sequence[float] = THRESHOLDS,
-    min_duration: Any = 0.0,
+    min_durations: Sequence[Any] = (0.0,),
 ) -> pd.DataFrame:
-    """Per-class event-based F1 (sed_eval) for every (window in frames, threshold) pair.
+    """Per-class event-based F1 (sed_eval) for every (window in frames, threshold, minimum
+    duration) triple; a minimum duration is seconds, for every class or per class.
 
     Each window smooths the scores once (:meth:`PostProcessor.smoothed_scores`); each
-    threshold then finds the events of all classes (:func:`threshold_events`) and every class
-    is scored on its own events (:func:`class_event_f1`). Columns: ``class, window,
-    threshold, f1``.
+    threshold and minimum duration then finds the events of all classes
+    (:func:`threshold_events`) and every class is scored on its own events
+    (:func:`class_event_f1`). Columns: ``class, window, threshold, min_duration, f1``.
     """
     classes, hop, frames = split.classes, split.frame_hop, split.frames()
-    min_duration = resolve_per_class("min_duration", min_duration, classes)
+    per_class = [resolve_per_class("min_duration", m, classes) for m in min_durations]
     reference = events_by_class(split.reference)
     rows = []
     for window in windows:
         smoothed = PostProcessor(classes, hop, median_window=window * hop).smoothed_scores(frames)
         for threshold in thresholds:
-            estimated = threshold_events(
-                smoothed, classes, hop, threshold, split.durations, min_duration
-            )
-            rows += [
-                (c, window, threshold, class_event_f1(reference, estimated, c)) for c in classes
-            ]
-    return pd.DataFrame(rows, columns=["class", "window", "threshold", "f1"])
+            for min_duration in per_class:
+                estimated = threshold_events(
+                    smoothed, classes, hop, threshold, split.durations, min_duration
+                )
+                rows += [
+                    (c, window, threshold, min_duration[c], class_event_f1(reference, estimated, c))
+                    for c in classes
+                ]
+    return pd.DataFrame(rows, columns=["class", "window", "threshold", "min_duration", "f1"])
 
 
 def pick_best(
     grid: pd.DataFrame,
     preferred_window: Mapping[str, int],
     preferred_threshold: Mapping[str, float],
+    preferred_min_duration: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Each class's best row of :func:`grid_f1`; ties go to the window nearest
     ``preferred_window[class]`` (frames), then the threshold nearest
-    ``preferred_threshold[class]``, then the smaller values. Classes whose F1 is NaN
-    everywhere are left out."""
+    ``preferred_threshold[class]``, then the minimum duration nearest
+    ``preferred_min_duration[class]`` (default 0), then the smaller values. Classes whose
+    F1 is NaN everywhere are left out."""
     grid = grid.dropna(subset=["f1"]).copy()
+    if "min_duration" not in grid:
+        grid["min_duration"] = 0.0
+    preferred_min_duration = preferred_min_duration or {}
     grid["window_distance"] = (grid["window"] - grid["class"].map(preferred_window)).abs()
     grid["threshold_distance"] = (grid["threshold"] - grid["class"].map(preferred_threshold)).abs()
+    own_min = grid["class"].map(lambda c: preferred_min_duration.get(c, 0.0))
+    grid["min_duration_distance"] = (grid["min_duration"] - own_min).abs()
     grid["f1_rounded"] = grid["f1"].round(12)
-    keys = ["class", "f1_rounded", "window_distance", "threshold_distance", "window", "threshold"]
-    order = grid.sort_values(keys, ascending=[True, False, True, True, True, True], kind="stable")
+    keys = [
+        "class", "f1_rounded", "window_distance", "threshold_distance", "min_duration_distance",
+        "window", "threshold", "min_duration",
+    ]  # fmt: skip
+    ascending = [True, False, True, True, True, True, True, True]
+    order = grid.sort_values(keys, ascending=ascending, kind="stable")
     best = order.groupby("class", sort=False).head(1).set_index("class")
-    return best[["window", "threshold", "f1"]]
+    return best[["window", "threshold", "min_duration", "f1"]]
 
 
 @dataclass
@@ -335,36 +354,42 @@ def tune(
     base: Mapping[str, Any],
     windows: Sequence[int] = WINDOWS,
     thresholds: Sequence[float] = THRESHOLDS,
+    min_durations: Sequence[float] | None = MIN_DURATIONS,
 ) -> Tuning:
-    """Per-class median window and threshold maximizing validation event-based F1.
+    """Per-class median window, threshold and minimum event duration maximizing validation
+    event-based F1.
 
-    ``base`` is the run's post-processing: its ``min_duration`` is kept, and classes without
-    validation reference events keep its window and threshold.
+    ``base`` is the run's post-processing: classes without validation reference events keep
+    its settings. ``min_durations`` ``None``: every class keeps the run's ``min_duration``
+    (only the window and threshold are tuned).
     """
     classes, hop = val.classes, val.frame_hop
     base_window = resolve_per_class("median_window", base["median_window"], classes)
     base_threshold = resolve_per_class("threshold", base["threshold"], classes)
-    grid = grid_f1(val, windows, thresholds, base.get("min_duration", 0.0))
+    base_min = resolve_per_class("min_duration", base.get("min_duration", 0.0), classes)
+    grid = grid_f1(val, windows, thresholds, [base_min] if min_durations is None else min_durations)
     with_events = set(val.reference["event_label"].dropna())
     base_frames = {c: window_in_frames(w, hop) for c, w in base_window.items()}
-    best = pick_best(grid[grid["class"].isin(with_events)], base_frames, base_threshold)
-    rows, window_s, threshold = [], {}, {}
+    best = pick_best(grid[grid["class"].isin(with_events)], base_frames, base_threshold, base_min)
+    rows, window_s, threshold, min_duration = [], {}, {}, {}
     for c in classes:
         if c in best.index:
             w, t, f1 = int(best.at[c, "window"]), float(best.at[c, "threshold"]), best.at[c, "f1"]
             window_s[c], threshold[c] = round(w * hop, 6), t
+            min_duration[c] = float(best.at[c, "min_duration"])
         else:
             w, f1 = base_frames[c], float("nan")
-            window_s[c], threshold[c] = base_window[c], base_threshold[c]
-        rows.append((c, w, window_s[c], threshold[c], float(f1), c in best.index))
-    table = pd.DataFrame(
-        rows, columns=["class", "window_frames", "window_s", "threshold", "val_f1", "tuned"]
-    )
-    postprocess = {
-        "median_window": window_s,
-        "threshold": threshold,
-        "min_duration": base.get("min_duration", 0.0),
-    }
+            window_s[c], threshold[c], min_duration[c] = (
+                base_window[c],
+                base_threshold[c],
+                base_min[c],
+            )
+        rows.append((c, w, window_s[c], threshold[c], min_duration[c], float(f1), c in best.index))
+    columns = ["class", "window_frames", "window_s", "threshold", "min_duration", "val_f1"]
+    table = pd.DataFrame(rows, columns=[*columns, "tuned"])
+    if min_durations is None:
+        min_duration = base.get("min_duration", 0.0)  # as the run had it
+    postprocess = {"median_window": window_s, "threshold": threshold, "min_duration": min_duration}
     return Tuning(postprocess, table)
 
 
@@ -373,8 +398,9 @@ def write_tuned(run_dir: str | Path, tuning: Tuning, windows: Sequence[int]) -> 
     run_dir = Path(run_dir)
     header = (
         "# Post-processing tuned on this run's VALIDATION scores (sed_lightning.tune_postprocess):\n"
-        f"# per class, the median window (grid {list(windows)} frames, in seconds here) and the\n"
-        "# threshold maximizing event-based F1 (sed_eval). Use in a run:\n"
+        f"# per class, the median window (grid {list(windows)} frames, in seconds here), the\n"
+        "# threshold and the minimum event duration maximizing event-based F1 (sed_eval).\n"
+        "# Use in a run:\n"
         f"#   hydra.searchpath=[file://{run_dir.resolve()}/conf] postprocess=tuned\n"
     )
     text = header + yaml.safe_dump(plain(tuning.postprocess), sort_keys=False)
@@ -503,9 +529,11 @@ def tune_run(
     run_dir: str | Path,
     windows: Sequence[int] = WINDOWS,
     thresholds: Sequence[float] = THRESHOLDS,
+    min_durations: Sequence[float] | None = MIN_DURATIONS,
 ) -> Tuning:
     """Step 1: tune on ``val_scores/`` and write ``postprocess_tuned.yaml`` (no test file read)."""
-    tuning = tune(load_split(run_dir, "val"), run_postprocess(run_dir), windows, thresholds)
+    val, base = load_split(run_dir, "val"), run_postprocess(run_dir)
+    tuning = tune(val, base, windows, thresholds, min_durations)
     write_tuned(run_dir, tuning, windows)
     return tuning
 
@@ -600,17 +628,31 @@ def versions() -> dict[str, str]:
     return package_versions()
 
 
+def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--windows``, ``--thresholds`` and ``--min-durations``: the median tuning's grids
+    (this CLI and ``cv``)."""
+    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
+    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    parser.add_argument(
+        "--min-durations",
+        type=float,
+        nargs="+",
+        default=list(MIN_DURATIONS),
+        help="minimum event durations (s) tried per class; the run's own value alone keeps it",
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m sed_lightning.tune_postprocess",
-        description="Tune per-class median window + threshold on validation scores; "
+        description="Tune per-class median window, threshold and minimum duration on validation "
+        "scores; "
         "evaluate on test. Subcommands `median-study RUN_DIR... --out DIR`: see median_study; "
         "`cv RUN_DIR... [--folds K] [--methods median sebbs] [--out FILE]`: see tuning_cv; "
         "`conditions RUN_DIR... --conditions FILE`: see condition_study.",
     )
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
-    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    add_grid_arguments(parser)
     parser.add_argument(
         "--bootstrap-samples", type=int, default=20, help="0: no confidence intervals"
     )
@@ -620,7 +662,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--method",
         choices=TUNE_METHODS,
         default="median",
-        help="median: per-class median window + threshold; sebbs: sound event bounding boxes",
+        help="median: per-class median window + threshold + minimum duration; sebbs: sound "
+        "event bounding boxes",
     )
     return parser.parse_args(argv)
 
@@ -661,7 +704,7 @@ def run(args: argparse.Namespace) -> None:
         path = args.run_dir / METHOD_FILES["sebbs"][0]
         print(f"-> {path} ({time.perf_counter() - start:.1f} s)")
         return
-    tuning = tune_run(args.run_dir, args.windows, args.thresholds)
+    tuning = tune_run(args.run_dir, args.windows, args.thresholds, args.min_durations)
     print(tuning.table.to_string(index=False))
     print(
         f"tuned on validation in {time.perf_counter() - start:.1f} s -> "

@@ -7,7 +7,8 @@ Usage::
         [--methods median sebbs] [--windows 1 3 5 7 11 21] [--thresholds 0.1 ... 0.9]
     (also: python -m sed_lightning.tuning_cv RUN_DIR ...)
 
-:func:`sed_lightning.tune_postprocess.tune` picks each class's median window and threshold on
+:func:`sed_lightning.tune_postprocess.tune` picks each class's median window, threshold and
+minimum duration on
 a run's validation scores (``--method sebbs``: cSEBBs' step filter, merge and detection
 thresholds), so its validation F1 is in-sample. Here the validation clips (``val_scores/``,
 sorted audio ids) are split into k folds (clip i in fold i % k, :func:`fold_split`); for
@@ -46,9 +47,11 @@ from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.metrics import ground_truth_events
 from sed_lightning.evaluation.tables import fmt_cell, fmt_mean_std, paired_ttest_p
 from sed_lightning.tune_postprocess import (
+    MIN_DURATIONS,
     THRESHOLDS,
     WINDOWS,
     SavedSplit,
+    add_grid_arguments,
     class_event_f1,
     decode,
     events_by_class,
@@ -89,19 +92,27 @@ Decoder = Callable[[SavedSplit], pd.DataFrame]
 
 
 def tune_median(
-    train: SavedSplit, base: Mapping[str, Any], windows: Sequence[int], thresholds: Sequence[float]
+    train: SavedSplit,
+    base: Mapping[str, Any],
+    windows: Sequence[int],
+    thresholds: Sequence[float],
+    min_durations: Sequence[float] | None = MIN_DURATIONS,
 ) -> Decoder:
-    """Per-class median window + threshold tuned on ``train`` (``base``: the run's own
-    settings, kept for classes without events there)."""
-    postprocess = tune(train, base, windows, thresholds).postprocess
+    """Per-class median window + threshold + minimum duration tuned on ``train`` (``base``:
+    the run's own settings, kept for classes without events there)."""
+    postprocess = tune(train, base, windows, thresholds, min_durations).postprocess
     return lambda split: decode(split, postprocess)
 
 
 def tune_sebbs(
-    train: SavedSplit, base: Mapping[str, Any], windows: Sequence[int], thresholds: Sequence[float]
+    train: SavedSplit,
+    base: Mapping[str, Any],
+    windows: Sequence[int],
+    thresholds: Sequence[float],
+    min_durations: Sequence[float] | None = None,
 ) -> Decoder:
-    """cSEBBs tuned per class on ``train`` (its own grid: ``windows``, ``thresholds`` and
-    ``base`` are the median tuning's and not used)."""
+    """cSEBBs tuned per class on ``train`` (its own grid: ``windows``, ``thresholds``,
+    ``min_durations`` and ``base`` are the median tuning's and not used)."""
     from sed_lightning.postprocessing.sebbs import SEBBsPostProcessor
 
     events = ground_truth_events(train.reference)
@@ -147,6 +158,7 @@ def cross_validate(
     windows: Sequence[int] = WINDOWS,
     thresholds: Sequence[float] = THRESHOLDS,
     methods: Sequence[str] = ("median",),
+    min_durations: Sequence[float] | None = MIN_DURATIONS,
 ) -> dict[str, Any]:
     """k-fold cross-validation of the tuning ``methods`` on one run's validation split.
 
@@ -174,7 +186,7 @@ def cross_validate(
             "default": macro_event_f1(fold, decode(fold, base)),
         }
         for method in methods:
-            decoder = TUNERS[method](train, base, windows, thresholds)
+            decoder = TUNERS[method](train, base, windows, thresholds, min_durations)
             row[method] = macro_event_f1(fold, decoder(fold))
         row.update({difference_key(a, b): row[a] - row[b] for a, b in pairs})
         rows.append(row)
@@ -208,7 +220,7 @@ def summarize(runs: Sequence[Mapping[str, Any]], methods: Sequence[str]) -> dict
 
 
 METHOD_TEXT = {
-    "median": "per-class median window + threshold",
+    "median": "per-class median window + threshold + minimum duration",
     "sebbs": "cSEBBs (per-class step filter, merge and detection thresholds)",
 }
 
@@ -246,13 +258,14 @@ def study(
     windows: Sequence[int] = WINDOWS,
     thresholds: Sequence[float] = THRESHOLDS,
     methods: Sequence[str] = ("median",),
+    min_durations: Sequence[float] | None = MIN_DURATIONS,
 ) -> tuple[dict[str, Any], list[str]]:
     """Cross-validate every run; returns the result (``runs``, ``summary``, settings) and
     one error line per run that could not be scored."""
     runs, errors = [], []
     for run_dir in run_dirs:
         try:
-            runs.append(cross_validate(run_dir, folds, windows, thresholds, methods))
+            runs.append(cross_validate(run_dir, folds, windows, thresholds, methods, min_durations))
         except (OSError, LabelFileError, ValueError) as err:
             errors.append(f"tuning cv: {run_dir}: {' '.join(str(err).split())}")
     result = {
@@ -260,6 +273,7 @@ def study(
         "methods": list(methods),
         "windows": list(windows),
         "thresholds": list(thresholds),
+        "min_durations": None if min_durations is None else list(min_durations),
         "runs": runs,
         "summary": summarize(runs, methods),
         "errors": errors,
@@ -276,8 +290,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("run_dirs", type=Path, nargs="+", help="run folders (with val_scores/)")
     parser.add_argument("--folds", type=int, default=2, help="k (at least 2)")
     parser.add_argument("--out", type=Path, help="write the result as JSON (default: print only)")
-    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
-    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    add_grid_arguments(parser)
     parser.add_argument(
         "--methods",
         nargs="+",
@@ -298,7 +311,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         except ImportError as err:
             parser.error(str(err))
     methods = list(dict.fromkeys(args.methods))  # in the given order, once each
-    result, errors = study(args.run_dirs, args.folds, args.windows, args.thresholds, methods)
+    result, errors = study(
+        args.run_dirs, args.folds, args.windows, args.thresholds, methods, args.min_durations
+    )
     for line in errors:
         print(line, file=sys.stderr)
     if not result["runs"]:

@@ -25,6 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
+
 CONF = str(ROOT / "conf")
 CLASSES = ["alarm", "speech", "knock", "water", "engine", "dog_bark"]
 

@@ -57,12 +57,25 @@ def clip_scores(gap_start: int = 30, fp_score: float = 0.6) -> tuple[np.ndarray,
     return scores, [(1.0, 6.0, "alarm"), (2.0, 4.0, "knock")]
 
 
-def write_split(run: Path, split: str, n_clips: int, gap_shift: int = 0) -> None:
+def blip_scores(gap_start: int = 30, fp_score: float = 0.6) -> tuple[np.ndarray, list[tuple]]:
+    """``engine``: two true 1-s events 0.3 s apart and a 0.3-s false blip, all at 0.95. No
+    threshold drops the blip; a median window long enough to (7+ frames) also fills the gap
+    and merges the true events; only a minimum duration over 0.3 s drops it alone."""
+    scores = np.full((N_FRAMES, len(CLASSES)), LOW)
+    engine = CLASSES.index("engine")
+    scores[10:20, engine] = scores[23:33, engine] = 0.95
+    scores[60:63, engine] = 0.95
+    return scores, [(1.0, 2.0, "engine"), (2.3, 3.3, "engine")]
+
+
+def write_split(
+    run: Path, split: str, n_clips: int, gap_shift: int = 0, scores=clip_scores
+) -> None:
     scores_dir, ref, dur = SPLIT_FILES[split]  # the files a run writes
     frames, rows = {}, []
     for i in range(n_clips):
         name = f"{split}_{i:03d}.wav"
-        frames[name], events = clip_scores(gap_start=25 + 5 * i + gap_shift)
+        frames[name], events = scores(gap_start=25 + 5 * i + gap_shift)
         rows += [(name, *event) for event in events]
     write_scores(scores_to_dataframes(frames, HOP, CLASSES), run / scores_dir)
     write_strong_tsv(
@@ -71,10 +84,10 @@ def write_split(run: Path, split: str, n_clips: int, gap_shift: int = 0) -> None
     write_durations_tsv({name: N_FRAMES * HOP for name in frames}, run / dur)
 
 
-def fake_run(run: Path, seed: int = 0, gap_shift: int = 0) -> Path:
+def fake_run(run: Path, seed: int = 0, gap_shift: int = 0, scores=clip_scores) -> Path:
     """A run folder as training leaves it (scores, references, durations, settings)."""
-    write_split(run, "val", 2, gap_shift)
-    write_split(run, "test", 3, gap_shift)
+    write_split(run, "val", 2, gap_shift, scores)
+    write_split(run, "test", 3, gap_shift, scores)
     postprocess = {"median_window": 0.1, "threshold": 0.5, "min_duration": 0.0}
     (run / "postprocess.yaml").write_text(yaml.safe_dump(postprocess))
     (run / ".hydra").mkdir(parents=True)
@@ -102,6 +115,25 @@ def test_tuning_finds_the_known_window_and_threshold_per_class(run):
     assert tuned["median_window"]["alarm"] == pytest.approx(1.1)
     assert tuned["threshold"] == {**{c: 0.5 for c in CLASSES}, "knock": pytest.approx(0.7)}
     check_postprocess(tuned, CLASSES, HOP)  # a valid `postprocess` node for these classes
+
+
+def test_a_minimum_duration_is_tuned_where_no_window_or_threshold_helps(tmp_path):
+    run = fake_run(tmp_path / "run", scores=blip_scores)
+    table = tune_run(run).table.set_index("class")
+    assert table.loc["engine", "min_duration"] == pytest.approx(0.5)  # first grid value > 0.3
+    assert table.loc["engine", "window_frames"] == 1  # the run's own: no window is needed
+    assert table.loc["engine", "val_f1"] == pytest.approx(1.0)
+    tuned = yaml.safe_load((run / "postprocess_tuned.yaml").read_text())
+    assert tuned["min_duration"] == {**{c: 0.0 for c in CLASSES}, "engine": pytest.approx(0.5)}
+    check_postprocess(tuned, CLASSES, HOP)
+    test = load_split(run, "test")
+    assert evaluate_split(test, tuned, psds=False)["test/event_f1"] == pytest.approx(1.0)
+
+    # the run's own minimum duration kept: the best window + threshold leave the blip in
+    kept = tune_run(run, min_durations=None)
+    assert kept.postprocess["min_duration"] == 0.0
+    assert kept.table.set_index("class").loc["engine", "val_f1"] == pytest.approx(0.8)  # 2 TP, 1 FP
+    assert evaluate_split(test, kept.postprocess, psds=False)["test/event_f1"] < 0.9
 
 
 def test_tuned_config_loads_as_a_hydra_postprocess_option(run):
