@@ -16,6 +16,7 @@ ARGS   ?=
 # pytest-xdist workers for `make test`: one a core ("auto"); TEST_JOBS=0 runs in one process.
 # loadscope keeps a module's tests on one worker (its module fixtures are built once).
 TEST_JOBS ?= auto
+PYTEST := $(PY) -m pytest -n $(TEST_JOBS) --dist loadscope
 export UV_PYTHON_DOWNLOADS := never
 
 .PHONY: help install lock train test test-all lint format bench ablations clean
@@ -47,10 +48,10 @@ train: install  ## train + test the default experiment on built-in generated dat
 	$(PY) -m sed_lightning.train $(ARGS)
 
 test: install  ## run the test suite on every core (slow tests excluded; TEST_JOBS=0: one process)
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadscope $(ARGS)
+	$(PYTEST) $(ARGS)
 
 test-all: install  ## run every test, slow ones included
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadscope -m "" $(ARGS)
+	$(PYTEST) -m "" $(ARGS)
 
 lint: install  ## ruff lint + format check
 	$(VENV)/bin/ruff check sed_lightning tests

@@ -313,20 +313,17 @@ def pick_best(
     grid: pd.DataFrame,
     preferred_window: Mapping[str, int],
     preferred_threshold: Mapping[str, float],
-    preferred_min_duration: Mapping[str, float] | None = None,
+    preferred_min_duration: Mapping[str, float],
 ) -> pd.DataFrame:
     """Each class's best row of :func:`grid_f1`; ties go to the window nearest
     ``preferred_window[class]`` (frames), then the threshold nearest
     ``preferred_threshold[class]``, then the minimum duration nearest
-    ``preferred_min_duration[class]`` (default 0), then the smaller values. Classes whose
-    F1 is NaN everywhere are left out."""
+    ``preferred_min_duration[class]``, then the smaller values. Classes whose F1 is NaN
+    everywhere are left out."""
     grid = grid.dropna(subset=["f1"]).copy()
-    if "min_duration" not in grid:
-        grid["min_duration"] = 0.0
-    preferred_min_duration = preferred_min_duration or {}
     grid["window_distance"] = (grid["window"] - grid["class"].map(preferred_window)).abs()
     grid["threshold_distance"] = (grid["threshold"] - grid["class"].map(preferred_threshold)).abs()
-    own_min = grid["class"].map(lambda c: preferred_min_duration.get(c, 0.0))
+    own_min = grid["class"].map(preferred_min_duration)
     grid["min_duration_distance"] = (grid["min_duration"] - own_min).abs()
     grid["f1_rounded"] = grid["f1"].round(12)
     keys = [
