@@ -3,7 +3,8 @@
 Usage::
 
     python -m sed_lightning.median_study RUN_DIR [RUN_DIR ...] --out experiments/median_filter
-        [--windows 1 3 5 7 11 21] [--thresholds 0.1 ... 0.9] [--wandb PROJECT]
+        [--windows 1 3 5 7 11 21] [--thresholds 0.1 ... 0.9] [--min-durations 0 ... 1.0]
+        [--wandb PROJECT]
     (also: python -m sed_lightning.tune_postprocess median-study RUN_DIR ... --out DIR)
 
 A RUN_DIR without ``scores/`` is searched for runs (every folder under it holding
@@ -12,7 +13,7 @@ A RUN_DIR without ``scores/`` is searched for runs (every folder under it holdin
 For every run (one per seed) and every median window (frames; seconds = frames x the frame
 hop of the saved scores) the test event/segment F1 (sed_eval) are computed from ``scores/``
 with the run's own threshold and ``min_duration``; row ``tuned`` applies the per-class
-windows/thresholds tuned on the run's ``val_scores/``
+windows, thresholds and minimum durations tuned on the run's ``val_scores/`` over the grids
 (:func:`sed_lightning.tune_postprocess.tune`) to test. The reference is the run's own
 configured window (row ``configured`` when that is a per-class mapping). Writes into
 ``--out``: ``runs.csv`` (one row per run and window), ``results.csv`` / ``results.md``
@@ -39,9 +40,10 @@ from sed_lightning.evaluation.metrics import sed_eval_metrics
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.postprocessing import resolve_per_class, window_in_frames
 from sed_lightning.tune_postprocess import (
-    THRESHOLDS,
-    WINDOWS,
+    DEFAULT_GRID,
+    MedianGrid,
     SavedSplit,
+    add_grid_arguments,
     decode,
     load_split,
     run_postprocess,
@@ -98,21 +100,20 @@ def f1_row(test: SavedSplit, postprocess: Mapping[str, Any]) -> dict[str, float]
     return {name: f1[name] for name in METRICS}
 
 
-def run_rows(
-    run_dir: Path, windows: Sequence[int], thresholds: Sequence[float]
-) -> list[dict[str, Any]]:
-    """One row per window (+ ``configured`` when per-class, + ``tuned``) for one run."""
+def run_rows(run_dir: Path, grid: MedianGrid) -> list[dict[str, Any]]:
+    """One row per window of ``grid`` (+ ``configured`` when per-class, + ``tuned``: the
+    median tuning over all of ``grid``) for one run."""
     test = load_split(run_dir, "test")
     base = run_postprocess(run_dir)
     hop = test.frame_hop
     ref = reference_window(base, test.classes, hop)
     settings: dict[Any, dict[str, Any]] = {
         w: {**base, "median_window": round(w * hop, 6)}
-        for w in sorted(set(windows) | ({ref} if isinstance(ref, int) else set()))
+        for w in sorted(set(grid.windows) | ({ref} if isinstance(ref, int) else set()))
     }
     if ref == CONFIGURED:
         settings[CONFIGURED] = base
-    settings[TUNED] = tune(load_split(run_dir, "val"), base, windows, thresholds).postprocess
+    settings[TUNED] = tune(load_split(run_dir, "val"), base, grid).postprocess
     seed = run_seed(run_dir)
     return [
         {
@@ -217,14 +218,13 @@ def plot(table: pd.DataFrame, path: Path) -> None:
 def study(
     run_dirs: Sequence[Path],
     out: Path,
-    windows: Sequence[int] = WINDOWS,
-    thresholds: Sequence[float] = THRESHOLDS,
+    grid: MedianGrid = DEFAULT_GRID,
 ) -> pd.DataFrame:
     """Write ``runs.csv``, ``results.csv``, ``results.md`` and ``results.png`` into ``out``
     for the runs in or under ``run_dirs`` (see :func:`find_runs`)."""
     start = time.perf_counter()
     runs = find_runs(run_dirs)
-    raw = pd.DataFrame([row for run in runs for row in run_rows(run, windows, thresholds)])
+    raw = pd.DataFrame([row for run in runs for row in run_rows(run, grid)])
     table = summarize(raw)
     out.mkdir(parents=True, exist_ok=True)
     raw.to_csv(out / "runs.csv", index=False)
@@ -243,13 +243,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "run_dirs", type=Path, nargs="+", help="run folders, or folders to search for runs"
     )
     parser.add_argument("--out", type=Path, default=Path("experiments/median_filter"))
-    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
-    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    add_grid_arguments(parser)
     parser.add_argument("--wandb", metavar="PROJECT", help="also log the table to W&B")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        table = study(args.run_dirs, args.out, args.windows, args.thresholds)
+        table = study(args.run_dirs, args.out, MedianGrid.from_args(args))
     except (OSError, LabelFileError) as err:  # e.g. a run without val_scores/
         raise SystemExit(f"median study: {err}") from None
     print((args.out / "results.md").read_text())

@@ -103,6 +103,32 @@ THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
 #: held-out halves of validation: it added 0.041 event-F1 (0.505 -> 0.546, 2 runs of the office
 #: recipe, each ahead) to the window + threshold tuning (experiments/recipe, fifth round).
 MIN_DURATIONS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+@dataclass(frozen=True)
+class MedianGrid:
+    """The grids the median tuning searches per class: median windows (frames), thresholds
+    and minimum event durations (seconds). ``min_durations`` ``None``: every class keeps the
+    run's own ``min_duration`` (only the window and threshold are tuned).
+
+    >>> MedianGrid(windows=(1, 5), min_durations=None).min_durations is None
+    True
+    """
+
+    windows: tuple[int, ...] = WINDOWS
+    thresholds: tuple[float, ...] = THRESHOLDS
+    min_durations: tuple[float, ...] | None = MIN_DURATIONS
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> MedianGrid:
+        """From the options of :func:`add_grid_arguments`."""
+        return cls(tuple(args.windows), tuple(args.thresholds), tuple(args.min_durations))
+
+
+#: the grids of ``tune_postprocess``, ``cv`` and ``postprocess=tuned_median``
+DEFAULT_GRID = MedianGrid()
+
+
 DEFAULT_POSTPROCESS = decoder_settings(asdict(PostprocessConfig()))  # the schema's defaults
 SPLIT_FILES = {  # split -> (scores dir, reference, durations)
     "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
@@ -346,28 +372,25 @@ class Tuning:
     table: pd.DataFrame
 
 
-def tune(
-    val: SavedSplit,
-    base: Mapping[str, Any],
-    windows: Sequence[int] = WINDOWS,
-    thresholds: Sequence[float] = THRESHOLDS,
-    min_durations: Sequence[float] | None = MIN_DURATIONS,
-) -> Tuning:
-    """Per-class median window, threshold and minimum event duration maximizing validation
-    event-based F1.
+def tune(val: SavedSplit, base: Mapping[str, Any], grid: MedianGrid = DEFAULT_GRID) -> Tuning:
+    """Per-class median window, threshold and minimum event duration of ``grid`` maximizing
+    validation event-based F1.
 
     ``base`` is the run's post-processing: classes without validation reference events keep
-    its settings. ``min_durations`` ``None``: every class keeps the run's ``min_duration``
-    (only the window and threshold are tuned).
+    its settings, and so does every class's minimum duration when ``grid.min_durations`` is
+    ``None``.
     """
     classes, hop = val.classes, val.frame_hop
     base_window = resolve_per_class("median_window", base["median_window"], classes)
     base_threshold = resolve_per_class("threshold", base["threshold"], classes)
     base_min = resolve_per_class("min_duration", base.get("min_duration", 0.0), classes)
-    grid = grid_f1(val, windows, thresholds, [base_min] if min_durations is None else min_durations)
+    min_durations = [base_min] if grid.min_durations is None else grid.min_durations
+    scores = grid_f1(val, grid.windows, grid.thresholds, min_durations)
     with_events = set(val.reference["event_label"].dropna())
     base_frames = {c: window_in_frames(w, hop) for c, w in base_window.items()}
-    best = pick_best(grid[grid["class"].isin(with_events)], base_frames, base_threshold, base_min)
+    best = pick_best(
+        scores[scores["class"].isin(with_events)], base_frames, base_threshold, base_min
+    )
     rows, window_s, threshold, min_duration = [], {}, {}, {}
     for c in classes:
         if c in best.index:
@@ -384,7 +407,7 @@ def tune(
         rows.append((c, w, window_s[c], threshold[c], min_duration[c], float(f1), c in best.index))
     columns = ["class", "window_frames", "window_s", "threshold", "min_duration", "val_f1"]
     table = pd.DataFrame(rows, columns=[*columns, "tuned"])
-    if min_durations is None:
+    if grid.min_durations is None:
         min_duration = base.get("min_duration", 0.0)  # as the run had it
     postprocess = {"median_window": window_s, "threshold": threshold, "min_duration": min_duration}
     return Tuning(postprocess, table)
@@ -522,16 +545,11 @@ def comparison_table(before: Mapping[str, Any], after: Mapping[str, Any]) -> str
     return "\n".join(lines)
 
 
-def tune_run(
-    run_dir: str | Path,
-    windows: Sequence[int] = WINDOWS,
-    thresholds: Sequence[float] = THRESHOLDS,
-    min_durations: Sequence[float] | None = MIN_DURATIONS,
-) -> Tuning:
+def tune_run(run_dir: str | Path, grid: MedianGrid = DEFAULT_GRID) -> Tuning:
     """Step 1: tune on ``val_scores/`` and write ``postprocess_tuned.yaml`` (no test file read)."""
     val, base = load_split(run_dir, "val"), run_postprocess(run_dir)
-    tuning = tune(val, base, windows, thresholds, min_durations)
-    write_tuned(run_dir, tuning, windows)
+    tuning = tune(val, base, grid)
+    write_tuned(run_dir, tuning, grid.windows)
     return tuning
 
 
@@ -701,7 +719,7 @@ def run(args: argparse.Namespace) -> None:
         path = args.run_dir / METHOD_FILES["sebbs"][0]
         print(f"-> {path} ({time.perf_counter() - start:.1f} s)")
         return
-    tuning = tune_run(args.run_dir, args.windows, args.thresholds, args.min_durations)
+    tuning = tune_run(args.run_dir, MedianGrid.from_args(args))
     print(tuning.table.to_string(index=False))
     print(
         f"tuned on validation in {time.perf_counter() - start:.1f} s -> "

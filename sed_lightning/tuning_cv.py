@@ -5,6 +5,7 @@ Usage::
 
     python -m sed_lightning.tune_postprocess cv RUN_DIR [RUN_DIR ...] [--folds 2] [--out FILE]
         [--methods median sebbs] [--windows 1 3 5 7 11 21] [--thresholds 0.1 ... 0.9]
+        [--min-durations 0 ... 1.0]
     (also: python -m sed_lightning.tuning_cv RUN_DIR ...)
 
 :func:`sed_lightning.tune_postprocess.tune` picks each class's median window, threshold and
@@ -36,6 +37,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,8 @@ from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.metrics import ground_truth_events
 from sed_lightning.evaluation.tables import fmt_cell, fmt_mean_std, paired_ttest_p
 from sed_lightning.tune_postprocess import (
-    MIN_DURATIONS,
-    THRESHOLDS,
-    WINDOWS,
+    DEFAULT_GRID,
+    MedianGrid,
     SavedSplit,
     add_grid_arguments,
     class_event_f1,
@@ -91,37 +92,41 @@ def fold_split(files: Sequence[str], k: int) -> list[list[str]]:
 Decoder = Callable[[SavedSplit], pd.DataFrame]
 
 
-def tune_median(
-    train: SavedSplit,
-    base: Mapping[str, Any],
-    windows: Sequence[int],
-    thresholds: Sequence[float],
-    min_durations: Sequence[float] | None = MIN_DURATIONS,
-) -> Decoder:
-    """Per-class median window + threshold + minimum duration tuned on ``train`` (``base``:
-    the run's own settings, kept for classes without events there)."""
-    postprocess = tune(train, base, windows, thresholds, min_durations).postprocess
-    return lambda split: decode(split, postprocess)
+#: A tuning: the folds it is tuned on -> its decoder
+Tuner = Callable[[SavedSplit], Decoder]
 
 
-def tune_sebbs(
-    train: SavedSplit,
-    base: Mapping[str, Any],
-    windows: Sequence[int],
-    thresholds: Sequence[float],
-    min_durations: Sequence[float] | None = None,
-) -> Decoder:
-    """cSEBBs tuned per class on ``train`` (its own grid: ``windows``, ``thresholds``,
-    ``min_durations`` and ``base`` are the median tuning's and not used)."""
-    from sed_lightning.postprocessing.sebbs import SEBBsPostProcessor
+def median_tuner(base: Mapping[str, Any], grid: MedianGrid) -> Tuner:
+    """Per-class median window + threshold + minimum duration of ``grid`` tuned on the given
+    folds (``base``: the run's own settings, kept for classes without events there)."""
 
-    events = ground_truth_events(train.reference)
-    tuned, _ = SEBBsPostProcessor.tune(train.score_dfs, events, train.durations)
-    return lambda split: tuned(split.score_dfs)
+    def tune_median(train: SavedSplit) -> Decoder:
+        postprocess = tune(train, base, grid).postprocess
+        return lambda split: decode(split, postprocess)
+
+    return tune_median
 
 
-#: ``--methods`` -> the tuning of one fold (same names as ``tune_postprocess --method``)
-TUNERS: dict[str, Callable[..., Decoder]] = {"median": tune_median, "sebbs": tune_sebbs}
+def sebbs_tuner(base: Mapping[str, Any], grid: MedianGrid) -> Tuner:
+    """cSEBBs tuned per class on the given folds, on cSEBBs' own grid (the run's settings
+    and the median grid do not enter it)."""
+
+    def tune_sebbs(train: SavedSplit) -> Decoder:
+        from sed_lightning.postprocessing.sebbs import SEBBsPostProcessor
+
+        events = ground_truth_events(train.reference)
+        tuned, _ = SEBBsPostProcessor.tune(train.score_dfs, events, train.durations)
+        return lambda split: tuned(split.score_dfs)
+
+    return tune_sebbs
+
+
+#: ``--methods`` (same names as ``tune_postprocess --method``) -> its tuner, made from the
+#: run's own post-processing and the median grid
+TUNERS: dict[str, Callable[[Mapping[str, Any], MedianGrid], Tuner]] = {
+    "median": median_tuner,
+    "sebbs": sebbs_tuner,
+}
 
 
 def comparisons(methods: Sequence[str]) -> list[tuple[str, str]]:
@@ -155,10 +160,8 @@ def macro_event_f1(split: SavedSplit, estimated: pd.DataFrame) -> float:
 def cross_validate(
     run_dir: str | Path,
     folds: int = 2,
-    windows: Sequence[int] = WINDOWS,
-    thresholds: Sequence[float] = THRESHOLDS,
     methods: Sequence[str] = ("median",),
-    min_durations: Sequence[float] | None = MIN_DURATIONS,
+    grid: MedianGrid = DEFAULT_GRID,
 ) -> dict[str, Any]:
     """k-fold cross-validation of the tuning ``methods`` on one run's validation split.
 
@@ -172,6 +175,7 @@ def cross_validate(
         raise ValueError(f"tuning methods {list(methods)}: allowed {list(TUNERS)}")
     val = load_split(run_dir, "val")  # the test files are never read
     base = run_postprocess(run_dir)
+    tuners = {method: TUNERS[method](base, grid) for method in methods}
     decoders = ("default", *methods)
     pairs = comparisons(methods)
     parts = fold_split(val.files, folds)
@@ -186,7 +190,7 @@ def cross_validate(
             "default": macro_event_f1(fold, decode(fold, base)),
         }
         for method in methods:
-            decoder = TUNERS[method](train, base, windows, thresholds, min_durations)
+            decoder = tuners[method](train)
             row[method] = macro_event_f1(fold, decoder(fold))
         row.update({difference_key(a, b): row[a] - row[b] for a, b in pairs})
         rows.append(row)
@@ -255,25 +259,21 @@ def markdown(result: Mapping[str, Any]) -> str:
 def study(
     run_dirs: Sequence[Path],
     folds: int = 2,
-    windows: Sequence[int] = WINDOWS,
-    thresholds: Sequence[float] = THRESHOLDS,
     methods: Sequence[str] = ("median",),
-    min_durations: Sequence[float] | None = MIN_DURATIONS,
+    grid: MedianGrid = DEFAULT_GRID,
 ) -> tuple[dict[str, Any], list[str]]:
     """Cross-validate every run; returns the result (``runs``, ``summary``, settings) and
     one error line per run that could not be scored."""
     runs, errors = [], []
     for run_dir in run_dirs:
         try:
-            runs.append(cross_validate(run_dir, folds, windows, thresholds, methods, min_durations))
+            runs.append(cross_validate(run_dir, folds, methods, grid))
         except (OSError, LabelFileError, ValueError) as err:
             errors.append(f"tuning cv: {run_dir}: {' '.join(str(err).split())}")
     result = {
         "folds": folds,
         "methods": list(methods),
-        "windows": list(windows),
-        "thresholds": list(thresholds),
-        "min_durations": None if min_durations is None else list(min_durations),
+        **asdict(grid),
         "runs": runs,
         "summary": summarize(runs, methods),
         "errors": errors,
@@ -311,9 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         except ImportError as err:
             parser.error(str(err))
     methods = list(dict.fromkeys(args.methods))  # in the given order, once each
-    result, errors = study(
-        args.run_dirs, args.folds, args.windows, args.thresholds, methods, args.min_durations
-    )
+    result, errors = study(args.run_dirs, args.folds, methods, MedianGrid.from_args(args))
     for line in errors:
         print(line, file=sys.stderr)
     if not result["runs"]:

@@ -27,6 +27,7 @@ from sed_lightning.postprocessing import PostProcessor
 from sed_lightning.training.preflight import check_postprocess
 from sed_lightning.tune_postprocess import (
     SPLIT_FILES,
+    MedianGrid,
     SavedSplit,
     class_event_f1,
     evaluate_split,
@@ -130,7 +131,7 @@ def test_a_minimum_duration_is_tuned_where_no_window_or_threshold_helps(tmp_path
     assert evaluate_split(test, tuned, psds=False)["test/event_f1"] == pytest.approx(1.0)
 
     # the run's own minimum duration kept: the best window + threshold leave the blip in
-    kept = tune_run(run, min_durations=None)
+    kept = tune_run(run, MedianGrid(min_durations=None))
     assert kept.postprocess["min_duration"] == 0.0
     assert kept.table.set_index("class").loc["engine", "val_f1"] == pytest.approx(0.8)  # 2 TP, 1 FP
     assert evaluate_split(test, kept.postprocess, psds=False)["test/event_f1"] < 0.9
@@ -232,7 +233,7 @@ def test_median_study_from_saved_runs_without_torch(tmp_path):
 
 def test_median_study_with_one_run_says_no_test(tmp_path):
     out = tmp_path / "study"
-    table = study([fake_run(tmp_path / "only")], out, windows=[1, 11])
+    table = study([fake_run(tmp_path / "only")], out, MedianGrid(windows=(1, 11)))
     assert table["window"].tolist() == ["1", "11", "tuned"]
     assert "(p n/a)" in (out / "results.md").read_text()
 
