@@ -32,3 +32,19 @@ def test_dcase2020_preset_matches_the_reference_system():
     assert net.encoder.blocks[0].ffn1.linear1.out_features == 576
     assert net.encoder.blocks[0].conv.depthwise.kernel_size == (7,)
     assert net.encoder.out_features == 144
+
+
+def test_wide_preset_is_conformer_m_with_wider_last_cnn_blocks():
+    wide = compose_train(["model=conformer_m_wide"], tiny=False).model
+    base = compose_train(["model=conformer_m"], tiny=False).model
+    assert list(wide.cnn.channels) == [16, 32, 64, 128, 128]
+    assert list(base.cnn.channels) == [16, 32, 64, 64, 64]
+    assert wide.encoder == base.encoder
+    nets = [instantiate(m)(n_classes=11, n_mels=64) for m in (wide, base)]
+    # 64 mel bands pooled x32 in frequency leave 2 bins per channel
+    assert [n.cnn.out_features for n in nets] == [256, 128]
+    n_params = [sum(p.numel() for p in n.parameters()) for n in nets]
+    assert n_params[0] > n_params[1]
+    frontend = LogMelFrontend(n_mels=64)
+    feats = frontend(torch.randn(1, 16000))
+    assert nets[0](feats).strong.shape == nets[1](feats).strong.shape
