@@ -644,15 +644,18 @@ def versions() -> dict[str, str]:
 
 
 def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--windows``, ``--thresholds`` and ``--min-durations``: the median tuning's grids
-    (this CLI and ``cv``)."""
-    parser.add_argument("--windows", type=int, nargs="+", default=list(WINDOWS))
-    parser.add_argument("--thresholds", type=float, nargs="+", default=list(THRESHOLDS))
+    """``--windows``, ``--thresholds`` and ``--min-durations``: the fields of a
+    :class:`MedianGrid` (this CLI, ``cv`` and ``median-study``), defaulting to
+    :data:`DEFAULT_GRID`."""
+    parser.add_argument("--windows", type=int, nargs="+", default=list(DEFAULT_GRID.windows))
+    parser.add_argument(
+        "--thresholds", type=float, nargs="+", default=list(DEFAULT_GRID.thresholds)
+    )
     parser.add_argument(
         "--min-durations",
         type=float,
         nargs="+",
-        default=list(MIN_DURATIONS),
+        default=list(DEFAULT_GRID.min_durations or ()),
         help="minimum event durations (s) tried per class; the run's own value alone keeps it",
     )
 
