@@ -32,17 +32,28 @@ PACKAGES = (
 def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
     """Python's and each package's installed version ("not installed" when missing).
 
+    A name that no distribution carries but an installed distribution provides as a
+    module is reported with that distribution's version and name: the lock installs the
+    ``sed_scores_eval`` module from ``sed_scores_eval_np2`` (the same authors' numpy-2
+    build), which :func:`importlib.metadata.version` does not find under the module's name.
+
     Example:
         >>> versions = package_versions(("torch", "no-such-package-xyz"))
         >>> versions["no-such-package-xyz"], "python" in versions
         ('not installed', True)
     """
     versions = {"python": platform.python_version()}
+    providers: dict[str, list[str]] | None = None
     for name in packages:
         try:
             versions[name] = metadata.version(name)
+            continue
         except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
+            pass
+        if providers is None:
+            providers = metadata.packages_distributions()
+        dists = providers.get(name.replace("-", "_"), [])
+        versions[name] = f"{metadata.version(dists[0])} ({dists[0]})" if dists else "not installed"
     return versions
 
 
