@@ -43,18 +43,19 @@ def package_versions(packages: tuple[str, ...] = PACKAGES) -> dict[str, str]:
         ('not installed', True)
     """
     versions = {"python": platform.python_version()}
-    providers: dict[str, list[str]] | None = None
     for name in packages:
         try:
             versions[name] = metadata.version(name)
-            continue
         except metadata.PackageNotFoundError:
-            pass
-        if providers is None:
-            providers = metadata.packages_distributions()
-        dists = providers.get(name.replace("-", "_"), [])
-        versions[name] = f"{metadata.version(dists[0])} ({dists[0]})" if dists else "not installed"
+            versions[name] = _provider_version(name)
     return versions
+
+
+def _provider_version(module: str) -> str:
+    """``"<version> (<distribution>)"`` of the distribution providing ``module``, or
+    "not installed"."""
+    dists = metadata.packages_distributions().get(module.replace("-", "_"), [])
+    return f"{metadata.version(dists[0])} ({dists[0]})" if dists else "not installed"
 
 
 def hydra_overrides() -> tuple[list[str], dict[str, Any]]:
