@@ -50,6 +50,7 @@ from sed_lightning.common import plain
 from sed_lightning.data.audio import save_audio
 from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.batch import KINDS
+from sed_lightning.data.distractors import Distractors, render_distractors
 from sed_lightning.data.procedural import (
     BACKGROUND_RMS,
     FADE_SECONDS,
@@ -148,6 +149,9 @@ class SoundscapeConfig:
         Per-clip playback rate, EQ and reversal of the background, and a generated
         ambience under a recorded one (:class:`~.variation.BackgroundVariation`; a dict
         of its fields is accepted).
+    distractors
+        Per-clip non-target events mixed in without a label
+        (:class:`~.distractors.Distractors`; a dict of its fields is accepted).
     """
 
     clip_duration: float = 10.0
@@ -164,6 +168,7 @@ class SoundscapeConfig:
     background_variation: BackgroundVariation = dataclasses.field(
         default_factory=BackgroundVariation
     )
+    distractors: Distractors = dataclasses.field(default_factory=Distractors)
 
     def __post_init__(self) -> None:
         # Normalise types (e.g. Hydra lists, ints for floats) so manifests hash stably.
@@ -197,6 +202,8 @@ class SoundscapeConfig:
             self.variation = EventVariation(**dict(self.variation))
         if isinstance(self.background_variation, Mapping):
             self.background_variation = BackgroundVariation(**dict(self.background_variation))
+        if isinstance(self.distractors, Mapping):
+            self.distractors = Distractors(**dict(self.distractors))
 
     @property
     def n_samples(self) -> int:
@@ -265,7 +272,7 @@ class SetSpec:
         if not self.soundscape:
             return base
         changes = dict(self.soundscape)
-        for key in ("variation", "background_variation"):
+        for key in ("variation", "background_variation", "distractors"):
             if key in changes:
                 changes[key] = {**dataclasses.asdict(getattr(base, key)), **changes[key]}
         return dataclasses.replace(base, **changes)
@@ -512,19 +519,23 @@ def _render_events(
     background: np.ndarray,
     cfg: SoundscapeConfig,
     varied: list[np.ndarray] | None = None,
+    unlabelled: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[_Placed]]:
     """Mix recipe events into the background (deterministic: no randomness).
 
     Each event is scaled so its RMS over its extent is ``ebr_db`` above the background's
     RMS over the same extent (DCASE 2016's event-to-background ratio);
     :data:`~.procedural.BACKGROUND_RMS` stands in where the background is digital
-    silence. A mixture peaking above :data:`PEAK_LIMIT` is scaled down as a whole, which
-    keeps every ratio.
+    silence. ``unlabelled`` (the non-target layer, same shape) is added to the mixture
+    but not to the reference of the ratios. A mixture peaking above :data:`PEAK_LIMIT`
+    is scaled down as a whole, which keeps every ratio.
     """
     n = cfg.n_samples
     if background.shape != (n,):
         raise ValueError(f"background has shape {background.shape}, expected ({n},)")
     mixture = background.astype(np.float64)
+    if unlabelled is not None:
+        mixture += unlabelled
     placed = []
     for j, event in enumerate(events):
         index, start = int(event["piece"]), int(event["start"])
@@ -619,14 +630,14 @@ def synthesize_clip(
 
 
 def clip_streams(entropy: Sequence[int]) -> tuple[np.random.Generator, ...]:
-    """The four random streams of a clip: background, events, background choice,
-    background variation.
+    """The five random streams of a clip: background, events, background choice,
+    background variation, non-target events.
 
     ``clip_streams([seed, k])[:2]`` equal ``default_rng([seed, k]).spawn(2)`` (the
     streams of earlier versions), so sets without recorded backgrounds are unchanged; each
     stream is the same whatever number of streams follows it.
     """
-    children = np.random.SeedSequence([int(e) for e in entropy]).spawn(4)
+    children = np.random.SeedSequence([int(e) for e in entropy]).spawn(5)
     return tuple(np.random.default_rng(c) for c in children)
 
 
@@ -637,7 +648,8 @@ class ClipMaker:
 
         {"entropy": [...], "background": {"kind": "procedural"} |
                                           {"kind": "recorded", "file": ..., "offset": ...},
-         "events": [{"piece", "source", "source_onset", "start", "ebr_db", "variation"}]}
+         "events": [{"piece", "source", "source_onset", "start", "ebr_db", "variation"}],
+         "distractors": [{"label", "start", "n", "ebr_db", "seed"}]}  # only when drawn
 
     :meth:`render` uses no randomness beyond what the recipe names (the procedural
     background is regenerated from the recipe's ``entropy``), so a recipe re-renders
@@ -666,6 +678,7 @@ class ClipMaker:
         self.sources, self.bank, self.cfg = list(sources), bank, cfg
         self.background_fn, self.backgrounds = background_fn, backgrounds
         self.background_split = background_split
+        cfg.distractors.check_targets(bank.class_names)
         self.pieces = _cut_pieces([(bank.load(s), s.label) for s in self.sources], cfg)
         # the varied pieces of the recipe drawn last (varying is the costly part; drawing
         # needs their lengths, so rendering that recipe next reuses them)
@@ -674,7 +687,7 @@ class ClipMaker:
     def draw(self, entropy: Sequence[int]) -> dict:
         """The recipe of the clip seeded by ``entropy`` (e.g. ``[seed, k]``)."""
         cfg = self.cfg
-        _, event_rng, choice_rng, variation_rng = clip_streams(entropy)
+        _, event_rng, choice_rng, variation_rng, distractor_rng = clip_streams(entropy)
         background: dict = {"kind": "procedural"}
         if cfg.recorded_share > 0 and choice_rng.random() < cfg.recorded_share:
             name, offset = self.backgrounds.draw(self.background_split, cfg.n_samples, choice_rng)
@@ -691,7 +704,11 @@ class ClipMaker:
             piece = self.pieces[event["piece"]]
             event["source"] = str(self.sources[piece.source].path.relative_to(self.bank.root))
             event["source_onset"] = piece.start / sr
-        return {"entropy": [int(e) for e in entropy], "background": background, "events": events}
+        recipe = {"entropy": [int(e) for e in entropy], "background": background, "events": events}
+        distractors = cfg.distractors.draw(distractor_rng, cfg.n_samples, cfg.sample_rate)
+        if distractors:  # absent when none: recipes (and sets) without them are unchanged
+            recipe["distractors"] = distractors
+        return recipe
 
     def background(self, recipe: dict) -> np.ndarray:
         """The recipe's background. Shape: ``(cfg.n_samples,)``, ``float32``."""
@@ -725,8 +742,12 @@ class ClipMaker:
                 raise ValueError(f"recipe event {event} names a piece this bank does not have")
         drawn, self._drawn = self._drawn, None
         varied = drawn[1] if drawn is not None and drawn[0] is recipe["events"] else None
+        background = self.background(recipe)
+        unlabelled = None
+        if recipe.get("distractors"):
+            unlabelled = render_distractors(recipe["distractors"], background, self.cfg.sample_rate)
         mixture, placed = _render_events(
-            self.pieces, recipe["events"], self.background(recipe), self.cfg, varied
+            self.pieces, recipe["events"], background, self.cfg, varied, unlabelled
         )
         sr = self.cfg.sample_rate
         rows = []
@@ -786,12 +807,14 @@ def _manifest(
 
 
 def _config_content(cfg: SoundscapeConfig) -> dict:
-    """The config as hashed: ``background_variation`` only when on, so a config that does
-    not switch it on hashes as it did before the option existed (no set is synthesized
-    again for it)."""
+    """The config as hashed: ``background_variation`` and ``distractors`` only when on, so
+    a config that does not switch them on hashes as it did before the options existed (no
+    set is synthesized again for them)."""
     content = dataclasses.asdict(cfg)
     if not cfg.background_variation.active:
         del content["background_variation"]
+    if not cfg.distractors.active:
+        del content["distractors"]
     return content
 
 
