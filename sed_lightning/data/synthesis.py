@@ -786,9 +786,14 @@ def _manifest(
     backgrounds: BackgroundBank | None = None,
 ) -> dict:
     """Everything that determines the set's content, plus its hash."""
+    spec_content = dataclasses.asdict(spec)
+    if spec.soundscape and "distractors" in spec.soundscape and not cfg.distractors.active:
+        # a set that spells distractors off hashes as before the option existed
+        rest = {k: v for k, v in spec.soundscape.items() if k != "distractors"}
+        spec_content["soundscape"] = rest or None
     content = {
         "synthesis_version": SYNTHESIS_VERSION,
-        "spec": dataclasses.asdict(spec),
+        "spec": spec_content,
         "config": _config_content(cfg),
         "bank_root": str(bank.root),
         "class_names": list(bank.class_names),

@@ -134,3 +134,22 @@ def test_the_office_recipe_switches_them_on_for_training_only(tmp_path):
         == 0
     )  # off in the recipe itself
     GlobalHydra.instance().clear()
+
+
+def test_a_set_spelling_them_off_reuses_its_cached_files(tmp_path, tiny_bank_dir):
+    """The office evaluation sets spell ``distractors: {p: 0}``: their cache made before the
+    option existed stays valid; switched on, the set is made again with them."""
+    from sed_lightning.data.sources import EventBank
+    from sed_lightning.data.synthesis import SetSpec, synthesize_set
+    from tests.data.test_synthesis import TINY_CFG
+
+    bank, out = EventBank(tiny_bank_dir), tmp_path / "validation"
+    synthesize_set(out, bank, SetSpec("validation", "strong", "validation", 3, 4), TINY_CFG)
+    manifest = (out / "manifest.json").read_text()
+    off = SetSpec("validation", "strong", "validation", 3, 4, soundscape={"distractors": {"p": 0}})
+    synthesize_set(out, bank, off, TINY_CFG)
+    assert (out / "manifest.json").read_text() == manifest  # reused, not made again
+    on = SetSpec("validation", "strong", "validation", 3, 4, soundscape={"distractors": NON_TARGET})
+    synthesize_set(out, bank, on, TINY_CFG)
+    recipes = [json.loads(x) for x in (out / "recipes.jsonl").read_text().splitlines()]
+    assert all(r.get("distractors") for r in recipes)
