@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sed_lightning.data.procedural import BACKGROUND_RMS, DURATION_RANGES, generate_event
+from sed_lightning.data.procedural import DURATION_RANGES, at_ebr, generate_event
 
 __all__ = ["Distractors", "render_distractors"]
 
@@ -129,7 +129,7 @@ def render_distractors(
     """The non-target layer of a clip, to add to its mixture (deterministic).
 
     Each sound is scaled so its RMS over its span is ``ebr_db`` above the background's
-    over the same span (:data:`~.procedural.BACKGROUND_RMS` where that is silent).
+    over the same span (:func:`~.procedural.at_ebr`).
 
     Shape:
         background, returned layer: ``(n_samples,)``; the layer is ``float64``.
@@ -141,12 +141,8 @@ def render_distractors(
             raise ValueError(f"distractor {entry} does not fit in a clip of {len(background)}")
         rng = np.random.default_rng(int(entry["seed"]))
         audio = generate_event(entry["label"], rng, sample_rate, duration=n / sample_rate)[:n]
-        rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-        if rms == 0:
+        if not audio.any():
             continue
-        span = background[start : start + len(audio)].astype(np.float64)
-        reference = float(np.sqrt(np.mean(np.square(span)))) or BACKGROUND_RMS
-        layer[start : start + len(audio)] += audio * (
-            reference * 10 ** (entry["ebr_db"] / 20) / rms
-        )
+        span = slice(start, start + len(audio))
+        layer[span] += at_ebr(audio, background[span], entry["ebr_db"])
     return layer

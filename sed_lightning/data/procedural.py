@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_CLASSES",
     "DURATION_RANGES",
     "EVENT_PEAK",
+    "at_ebr",
     "build_event_bank",
     "generate_background",
     "generate_event",
@@ -373,6 +374,23 @@ def generate_event(
     if n <= 0:
         raise ValueError(f"duration must give at least one sample, got {duration} s")
     return _finish(_GENERATORS[label](n, sample_rate, rng), sample_rate)
+
+
+def at_ebr(segment: np.ndarray, background: np.ndarray, ebr_db: float) -> np.ndarray:
+    """``segment`` scaled so its RMS is ``ebr_db`` above ``background``'s (the background
+    over the same span; :data:`BACKGROUND_RMS` stands in where it is digital silence):
+    DCASE 2016's event-to-background ratio, for target and non-target events alike.
+
+    >>> at_ebr(np.ones(4), np.full(4, 0.1), 20.0)
+    array([1., 1., 1., 1.])
+
+    Shape:
+        segment, background, returned: ``(n,)``; returned has ``segment``'s dtype.
+    """
+    reference = float(np.sqrt(np.mean(np.square(background, dtype=np.float64))))
+    level = float(np.sqrt(np.mean(np.square(segment, dtype=np.float64))))
+    # the segment keeps its dtype: clips mixed before this helper existed stay bit-identical
+    return segment * ((reference or BACKGROUND_RMS) * 10 ** (ebr_db / 20) / level)
 
 
 def generate_background(

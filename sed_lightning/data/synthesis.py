@@ -52,8 +52,8 @@ from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.batch import KINDS
 from sed_lightning.data.distractors import Distractors, render_distractors
 from sed_lightning.data.procedural import (
-    BACKGROUND_RMS,
     FADE_SECONDS,
+    at_ebr,
     generate_ambience,
     generate_background,
     generate_textures,
@@ -546,8 +546,7 @@ def _render_events(
         )
         stop = min(start + len(audio), n)
         segment = audio[: stop - start]
-        reference = _rms(background[start:stop]) or BACKGROUND_RMS
-        mixture[start:stop] += segment * (reference * 10 ** (event["ebr_db"] / 20) / _rms(segment))
+        mixture[start:stop] += at_ebr(segment, background[start:stop], event["ebr_db"])
         placed.append(_Placed(index, start, stop, float(event["ebr_db"])))
     peak = np.max(np.abs(mixture))
     if peak > PEAK_LIMIT:
