@@ -48,3 +48,17 @@ def test_wide_preset_is_conformer_m_with_wider_last_cnn_blocks():
     frontend = LogMelFrontend(n_mels=64)
     feats = frontend(torch.randn(1, 16000))
     assert nets[0](feats).strong.shape == nets[1](feats).strong.shape
+
+
+def test_large_preset_is_conformer_m_with_a_larger_encoder():
+    large = compose_train(["model=conformer_l"], tiny=False).model
+    base = compose_train(["model=conformer_m"], tiny=False).model
+    assert large.cnn == base.cnn
+    assert (large.encoder.d_model, large.encoder.ffn_dim, large.encoder.num_layers) == (192, 384, 4)
+    net = instantiate(large)(n_classes=11, n_mels=64)
+    assert len(net.encoder.blocks) == 4
+    assert net.encoder.blocks[0].attn.in_proj.in_features == 192
+    assert net.encoder.blocks[0].ffn1.linear1.out_features == 384
+    feats = LogMelFrontend(n_mels=64)(torch.randn(1, 16000))
+    out = net(feats)
+    assert out.strong.shape[:2] == (1, 11) and out.weak.shape == (1, 11)
