@@ -2,6 +2,13 @@
 
     python -m sed_lightning.predict ckpt=PATH audio=FILE_OR_DIR out=FILE.tsv \\
         [scores=DIR] [plot=DIR] [trainer=gpu trainer.devices=4 trainer.strategy=ddp]
+    python -m sed_lightning.predict 'ckpt=[A.ckpt,B.ckpt,C.ckpt]' \\
+        postprocess_file=ENSEMBLE_DIR/postprocess_tuned.yaml audio=... out=...
+
+Several checkpoints: their ensemble (the mean of their frame probabilities, see
+:mod:`sed_lightning.inference.ensemble`), decoded by ``postprocess_file`` (a decoder
+tuned on the ensemble's validation scores by ``python -m sed_lightning.ensemble``); without
+it, the first checkpoint's decoder. ``postprocess.*`` overrides win over both.
 
 Any length, any sample rate (resampled), mono or multichannel (downmixed). Files are read
 by DataLoader workers and scored by ``trainer.predict`` in overlapping windows; each file's
@@ -17,8 +24,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import hydra
+import yaml
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -29,28 +38,67 @@ from sed_lightning.inference.files import AudioFileDataset, audio_files, collate
 from sed_lightning.inference.module import PredictionModule
 from sed_lightning.inference.predictor import Predictor
 from sed_lightning.inference.writer import ArchiveWriter, write_outputs
+from sed_lightning.postprocessing import decoder_settings
 
 log = logging.getLogger(__name__)
 EXIT_SOME_FAILED = 3
 register_resolvers()  # the trainer presets use ${cpu_precision:}
 
 
+def checkpoint_paths(ckpt: Any) -> list[Path]:
+    """``ckpt``: one path, or a list of them (an ensemble); each must exist."""
+    paths = [Path(ckpt)] if isinstance(ckpt, (str, Path)) else [Path(p) for p in ckpt]
+    if not paths:
+        raise ValueError("ckpt: an empty list")
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such checkpoint")
+    return paths
+
+
+def _one_or_list(values: list, one: bool) -> Any:
+    return values[0] if one else values
+
+
+def decoder_overrides(cfg: DictConfig) -> dict[str, Any]:
+    """The decoder settings that replace the checkpoint's: ``postprocess_file`` (a YAML
+    such as a tuning's ``postprocess_tuned.yaml``), then each ``postprocess.*`` not null."""
+    post: dict[str, Any] = {}
+    if cfg.get("postprocess_file"):
+        path = Path(cfg.postprocess_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"postprocess_file: {path}: no such file")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"postprocess_file: {path}: not a mapping of decoder settings")
+        post.update(decoder_settings(loaded))
+    overrides = OmegaConf.to_container(cfg.postprocess)
+    post.update({k: v for k, v in overrides.items() if v is not None})
+    return post
+
+
 def predict(cfg: DictConfig) -> int:
     """Run the whole prediction; returns the number of files that failed."""
-    post = OmegaConf.to_container(cfg.postprocess)
+    ckpts = checkpoint_paths(cfg.ckpt)
+    post = decoder_overrides(cfg)
     predictor = Predictor.from_checkpoint(
-        cfg.ckpt, postprocess=post, hop=cfg.hop, pad=cfg.pad, batch_size=cfg.window_batch
+        ckpts if len(ckpts) > 1 else ckpts[0],
+        postprocess=post,
+        hop=cfg.hop,
+        pad=cfg.pad,
+        batch_size=cfg.window_batch,
     )
     files = audio_files(cfg.audio)
     out = Path(cfg.out)
     folder = journal.journal_dir(out)
-    ckpt = Path(cfg.ckpt).stat()
+    stats = [p.stat() for p in ckpts]
+    one = len(ckpts) == 1  # one checkpoint: the journal keeps the settings it always had
     journal.prepare(
         folder,
         {
-            "ckpt": str(Path(cfg.ckpt).resolve()),
-            "ckpt_size": ckpt.st_size,
-            "ckpt_mtime_ns": ckpt.st_mtime_ns,
+            "ckpt": _one_or_list([str(p.resolve()) for p in ckpts], one),
+            "ckpt_size": _one_or_list([st.st_size for st in stats], one),
+            "ckpt_mtime_ns": _one_or_list([st.st_mtime_ns for st in stats], one),
             "threshold": predictor.postprocessor.threshold,  # resolved per class
             "median_window": predictor.postprocessor.median_window,
             "min_duration": predictor.postprocessor.min_duration,
@@ -63,7 +111,7 @@ def predict(cfg: DictConfig) -> int:
     todo = [f for f in files if f.key not in done]
     if len(todo) < len(files):
         log.info("%d of %d file(s) done earlier: skipped", len(files) - len(todo), len(files))
-    log.info("predicting %d file(s) with %s", len(todo), cfg.ckpt)
+    log.info("predicting %d file(s) with %s", len(todo), ", ".join(map(str, ckpts)))
     if todo:
         dataset = AudioFileDataset(
             todo, predictor.sample_rate, predictor.plan, predictor.pad, cfg.preload_seconds

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from sed_lightning.data.audio import resampled_length
 from sed_lightning.data.labels import LabelEncoder
+from sed_lightning.inference.ensemble import MeanOfModules
 from sed_lightning.inference.windows import (
     PAD_MODES,
     ArrayReader,
@@ -53,7 +54,7 @@ class Predictor:
 
     def __init__(
         self,
-        module: SEDModule,
+        module: SEDModule | MeanOfModules,
         encoder: LabelEncoder,
         sample_rate: int,
         postprocess: Mapping[str, Any],
@@ -78,25 +79,43 @@ class Predictor:
     @classmethod
     def from_checkpoint(
         cls,
-        ckpt_path: str | Path,
+        ckpt_path: str | Path | Sequence[str | Path],
         postprocess: Mapping[str, Any] | None = None,
         device: str = "cpu",
         **options: Any,
     ) -> Predictor:
         """Rebuild the run's pipeline from a checkpoint; ``postprocess`` entries that are not
-        ``None`` override the run's; ``options`` go to the constructor (hop, pad, batch_size)."""
-        # weights_only: tensors and plain containers only, never pickled code.
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-        if "sed_config" not in ckpt:
-            raise ValueError(f"{ckpt_path} is not a sed_lightning checkpoint (no sed_config)")
-        cfg = OmegaConf.create(ckpt["sed_config"])
-        module = build_module(cfg)
-        upgrade_checkpoint(ckpt, module, source=str(ckpt_path))
-        module.load_state_dict(ckpt["state_dict"])
-        module.to(device)
+        ``None`` override the run's; ``options`` go to the constructor (hop, pad, batch_size).
+
+        Several checkpoints (a list): their ensemble, the mean of their frame probabilities
+        (:class:`~sed_lightning.inference.ensemble.MeanOfModules`); they must share the
+        sample rate, clip length, frame grid and classes. The post-processing is the first
+        one's unless ``postprocess`` says otherwise (pass the decoder tuned on the
+        ensemble's validation scores: ``python -m sed_lightning.ensemble``)."""
+        paths = [ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path)
+        if not paths:
+            raise ValueError("no checkpoint given")
+        loaded = [_load_checkpoint(p) for p in paths]
+        cfg, module = loaded[0]
+        encoder = label_encoder(cfg, module)
+        for path, (other_cfg, other) in zip(paths[1:], loaded[1:], strict=True):
+            other_encoder = label_encoder(other_cfg, other)
+            same = (
+                other_cfg.data.sample_rate == cfg.data.sample_rate
+                and other_encoder.class_names == encoder.class_names
+                and other_encoder.n_frames == encoder.n_frames
+                and abs(other_encoder.frame_hop - encoder.frame_hop) < 1e-9
+            )
+            if not same:
+                raise ValueError(
+                    f"{path}: another sample rate, clip, frame grid or class list than "
+                    f"{paths[0]} (ensemble members must come from the same experiment)"
+                )
+        net = module if len(loaded) == 1 else MeanOfModules([m for _, m in loaded])
+        net.to(device)
         post = OmegaConf.to_container(cfg.postprocess)
         post.update({k: v for k, v in dict(postprocess or {}).items() if v is not None})
-        return cls(module, label_encoder(cfg, module), cfg.data.sample_rate, post, **options)
+        return cls(net, encoder, cfg.data.sample_rate, post, **options)
 
     def plan(self, n_samples: int) -> WindowPlan:
         """The windows of a file of ``n_samples`` samples (at ``sample_rate``)."""
@@ -166,3 +185,16 @@ class Predictor:
     ) -> pd.DataFrame:
         """Post-processed event table (DESED strong format), offsets within each file."""
         return self.postprocessor(scores_by_file, durations)
+
+
+def _load_checkpoint(ckpt_path: str | Path) -> tuple[Any, SEDModule]:
+    """A run's config and module, rebuilt from its checkpoint."""
+    # weights_only: tensors and plain containers only, never pickled code.
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if "sed_config" not in ckpt:
+        raise ValueError(f"{ckpt_path} is not a sed_lightning checkpoint (no sed_config)")
+    cfg = OmegaConf.create(ckpt["sed_config"])
+    module = build_module(cfg)
+    upgrade_checkpoint(ckpt, module, source=str(ckpt_path))
+    module.load_state_dict(ckpt["state_dict"])
+    return cfg, module
