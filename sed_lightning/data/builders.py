@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -46,6 +47,11 @@ class SoundscapeBuilder:
         online: render the sets fed by ``train`` sources anew every epoch
             (:class:`~sed_lightning.data.online.OnlineSoundscapes`) instead of writing
             them once; validation and test sets stay fixed files.
+        sources_per_class: every set fed by ``train`` sources uses only this many of
+            each class's train sources, drawn with ``sources_seed`` (a learning curve over
+            the number of recordings a class has; a set's own ``sources_per_class``
+            wins). ``None``: all of them. Validation and test sets are never subset.
+        sources_seed: seed of that draw.
     """
 
     def __init__(
@@ -60,6 +66,8 @@ class SoundscapeBuilder:
         bank_seed: int = 0,
         backgrounds_dir: str | None = None,
         online: bool = False,
+        sources_per_class: int | None = None,
+        sources_seed: int = 0,
     ) -> None:
         self.settings = {
             "out_dir": str(out_dir),
@@ -72,10 +80,15 @@ class SoundscapeBuilder:
             "bank_seed": bank_seed,
             "backgrounds_dir": backgrounds_dir,
             "online": bool(online),
+            "sources_per_class": sources_per_class,
+            "sources_seed": sources_seed,
         }  # JSON-safe: how to build this builder again (see sed_lightning.data.online)
         self.out_dir = Path(out_dir)
         self.class_names = list(class_names)
-        self.specs = [SetSpec(name=name, **dict(spec)) for name, spec in sets.items()]
+        self.specs = [
+            _with_subset(SetSpec(name=name, **dict(spec)), sources_per_class, sources_seed)
+            for name, spec in sets.items()
+        ]
         self.soundscape = SoundscapeConfig(**{k: _plain(v) for k, v in soundscape.items()})
         self.events_dir = events_dir
         self.bank_dir = bank_dir
@@ -108,7 +121,7 @@ class SoundscapeBuilder:
         spec, bank = self.spec(name), self.bank()
         cfg = spec.config(self.soundscape)
         return ClipMaker(
-            bank.sources(spec.splits),
+            spec.sources(bank),
             bank,
             cfg,
             PROCEDURAL_BACKGROUNDS[cfg.procedural_background],
@@ -156,7 +169,7 @@ class SoundscapeBuilder:
         """Synthesize every fixed set (reusing cached ones) and return where they are;
         online sets are only checked (their sources exist)."""
         for spec in self.specs:
-            if self.is_online(spec.name) and not self.bank().sources(spec.splits):
+            if self.is_online(spec.name) and not spec.sources(self.bank()):
                 raise ValueError(f"set {spec.name!r}: no sources in split(s) {spec.splits}")
         fixed = [s for s in self.specs if not self.is_online(s.name)]
         synthesize_dataset(
@@ -187,3 +200,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Sequence) and not isinstance(value, str):
         return tuple(value)
     return value
+
+
+def _with_subset(spec: SetSpec, sources_per_class: int | None, seed: int) -> SetSpec:
+    """``spec`` with the builder-wide per-class subset, if it is fed by train sources and
+    sets none of its own."""
+    if sources_per_class is None or spec.sources_per_class is not None:
+        return spec
+    if "train" not in spec.splits:
+        return spec
+    return dataclasses.replace(spec, sources_per_class=sources_per_class, sources_seed=seed)

@@ -21,7 +21,14 @@ import pandas as pd
 
 from sed_lightning.data.audio import load_audio
 
-__all__ = ["METADATA_COLUMNS", "SPLITS", "EventBank", "EventBankError", "EventSource"]
+__all__ = [
+    "METADATA_COLUMNS",
+    "SPLITS",
+    "EventBank",
+    "EventBankError",
+    "EventSource",
+    "per_class_subset",
+]
 
 METADATA_COLUMNS = ("filename", "event_label", "duration", "split")
 SPLITS = ("train", "validation", "test")
@@ -119,6 +126,51 @@ class EventBank:
         audio = load_audio(path, self.sample_rate, mono=True)
         audio.flags.writeable = False
         return audio
+
+
+def per_class_subset(
+    sources: Sequence[EventSource], n: int, seed: int = 0, split: str = "train"
+) -> list[EventSource]:
+    """Keep ``n`` sources of each class from ``split``, drawn at random from ``seed``.
+
+    For learning curves over the number of sources a class has (how many recordings of a
+    class a detector needs). Sources of other splits are all kept; the kept ones stay in
+    ``sources``' order. The draw for a class depends only on ``seed`` and that class's
+    ``split`` sources, so ``n`` = 7 and ``n`` = 10 with one seed draw different subsets
+    but the same ``n`` always the same one.
+
+    Raises
+    ------
+    ValueError
+        ``n`` < 1, or a class with fewer than ``n`` sources in ``split`` (named).
+
+    Example
+    -------
+    >>> s = [EventSource(Path(f"{c}{i}.wav"), c, 1.0, "train") for c in "ab" for i in range(4)]
+    >>> kept = per_class_subset(s, 2, seed=0)
+    >>> sorted({x.label: sum(y.label == x.label for y in kept) for x in kept}.items())
+    [('a', 2), ('b', 2)]
+    >>> per_class_subset(s, 2, seed=0) == kept
+    True
+    """
+    if n < 1:
+        raise ValueError(f"sources per class must be >= 1, got {n}")
+    by_class: dict[str, list[int]] = {}
+    for i, source in enumerate(sources):
+        if source.split == split:
+            by_class.setdefault(source.label, []).append(i)
+    keep = {i for i, source in enumerate(sources) if source.split != split}
+    for label in sorted(by_class):
+        indices = by_class[label]
+        if len(indices) < n:
+            raise ValueError(
+                f"class {label!r} has {len(indices)} {split} source(s), fewer than the {n} asked"
+            )
+        # one generator per class, keyed on its name, so adding a class changes no draw
+        key = int.from_bytes(label.encode(), "little") % (2**32)
+        rng = np.random.default_rng([seed, key])
+        keep.update(indices[j] for j in rng.choice(len(indices), size=n, replace=False))
+    return [source for i, source in enumerate(sources) if i in keep]
 
 
 def _read_metadata(path: Path, root: Path) -> list[EventSource]:

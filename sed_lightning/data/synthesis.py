@@ -58,7 +58,7 @@ from sed_lightning.data.procedural import (
     generate_background,
     generate_textures,
 )
-from sed_lightning.data.sources import SPLITS, EventBank, EventSource
+from sed_lightning.data.sources import SPLITS, EventBank, EventSource, per_class_subset
 from sed_lightning.data.tsv import (
     STRONG_COLUMNS,
     strong_to_weak,
@@ -238,6 +238,12 @@ class SetSpec:
     soundscape
         :class:`SoundscapeConfig` fields this set changes (e.g. test sets at fixed
         ``ebr_levels`` while training draws a range); ``None``: the shared config.
+    sources_per_class
+        Use only this many ``train`` sources of each class, drawn with
+        ``sources_seed`` (:func:`~.sources.per_class_subset`): learning curves over the
+        number of recordings a class has. ``None``: every source of the split(s).
+    sources_seed
+        Seed of that draw.
     """
 
     name: str
@@ -246,6 +252,8 @@ class SetSpec:
     n_clips: int
     seed: int
     soundscape: dict | None = None
+    sources_per_class: int | None = None
+    sources_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -261,6 +269,11 @@ class SetSpec:
             raise ValueError(f"set {self.name!r}: test sources cannot be mixed with {splits}")
         if self.n_clips < 0:
             raise ValueError(f"set {self.name!r}: n_clips must be >= 0")
+        if self.sources_per_class is not None:
+            self.sources_per_class = int(self.sources_per_class)
+            if self.sources_per_class < 1:
+                raise ValueError(f"set {self.name!r}: sources_per_class must be >= 1 or null")
+        self.sources_seed = int(self.sources_seed)
         if self.soundscape is not None:
             self.soundscape = plain(self.soundscape)
             unknown = set(self.soundscape) - {f.name for f in dataclasses.fields(SoundscapeConfig)}
@@ -276,6 +289,16 @@ class SetSpec:
             if key in changes:
                 changes[key] = {**dataclasses.asdict(getattr(base, key)), **changes[key]}
         return dataclasses.replace(base, **changes)
+
+    def sources(self, bank: EventBank) -> list[EventSource]:
+        """The sources feeding this set: its split(s) of ``bank``, per-class subset applied."""
+        sources = bank.sources(self.splits)
+        if self.sources_per_class is None:
+            return sources
+        try:
+            return per_class_subset(sources, self.sources_per_class, self.sources_seed)
+        except ValueError as err:
+            raise ValueError(f"set {self.name!r}: {err}") from None
 
     @property
     def splits(self) -> list[str]:
@@ -790,6 +813,9 @@ def _manifest(
         # a set that spells distractors off hashes as before the option existed
         rest = {k: v for k, v in spec.soundscape.items() if k != "distractors"}
         spec_content["soundscape"] = rest or None
+    if spec.sources_per_class is None:
+        # a set of every source hashes as before the subset option existed
+        del spec_content["sources_per_class"], spec_content["sources_seed"]
     content = {
         "synthesis_version": SYNTHESIS_VERSION,
         "spec": spec_content,
@@ -925,7 +951,7 @@ def synthesize_set(
     cfg = spec.config(cfg)
     if bank.sample_rate != cfg.sample_rate:
         raise ValueError(f"bank sample rate {bank.sample_rate} != config {cfg.sample_rate}")
-    sources = bank.sources(spec.splits)
+    sources = spec.sources(bank)
     if not sources:
         raise ValueError(f"set {spec.name!r}: no sources in split(s) {spec.splits} of {bank}")
     background_fn = background_fn or PROCEDURAL_BACKGROUNDS[cfg.procedural_background]
