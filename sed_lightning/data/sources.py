@@ -166,9 +166,9 @@ def per_class_subset(
             raise ValueError(
                 f"class {label!r} has {len(indices)} {split} source(s), fewer than the {n} asked"
             )
-        # one generator per class, keyed on its name, so adding a class changes no draw
-        key = int.from_bytes(label.encode(), "little") % (2**32)
-        rng = np.random.default_rng([seed, key])
+        # one generator per class, keyed on every byte of its name (not a prefix: car_horn
+        # and car_alarm draw independently), so adding a class changes no draw
+        rng = np.random.default_rng([seed, len(label), *label.encode()])
         keep.update(indices[j] for j in rng.choice(len(indices), size=n, replace=False))
     return [source for i, source in enumerate(sources) if i in keep]
 

@@ -58,6 +58,17 @@ def test_subset_seed_draws_another_subset_and_a_class_draw_ignores_the_others() 
     assert together == alone  # adding class b changes nothing of a's draw
 
 
+def test_classes_sharing_a_name_prefix_draw_independently() -> None:
+    # a key on the first bytes of the name alone gave car_horn and car_alarm one pattern
+    sources = _sources({"car_horn": 20, "car_alarm": 20})
+
+    def picks(label: str, seed: int) -> tuple[int, ...]:
+        kept = per_class_subset(sources, 7, seed=seed)
+        return tuple(int(s.path.stem.rsplit("_", 1)[1]) for s in kept if s.label == label)
+
+    assert any(picks("car_horn", k) != picks("car_alarm", k) for k in range(3))
+
+
 def test_subset_refuses_more_than_a_class_has_and_naming_it(bank_dir: Path) -> None:
     with pytest.raises(ValueError, match="class 'b' has 2 train source"):
         per_class_subset(_sources({"a": 5, "b": 2}), 3)
