@@ -839,8 +839,14 @@ def _manifest(
 def _config_content(cfg: SoundscapeConfig) -> dict:
     """The config as hashed: ``background_variation`` and ``distractors`` only when on, so
     a config that does not switch them on hashes as it did before the options existed (no
-    set is synthesized again for them)."""
+    set is synthesized again for them). Settings that shape nothing are hashed at their
+    defaults: ``ebr_db`` when ``ebr_levels`` sets the EBRs, and the ranges of a variation
+    part whose probability is 0 (:meth:`~.variation.EventVariation.content`), so a fixed
+    evaluation set is not made again when only the training sets' ranges change."""
     content = dataclasses.asdict(cfg)
+    content["variation"] = cfg.variation.content()
+    if cfg.ebr_levels is not None:
+        content["ebr_db"] = SoundscapeConfig.__dataclass_fields__["ebr_db"].default
     if not cfg.background_variation.active:
         del content["background_variation"]
     if not cfg.distractors.active:

@@ -19,9 +19,10 @@ from those numbers is deterministic, so a clip re-renders bit for bit from its r
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.fft
@@ -79,8 +80,17 @@ class EventVariation:
     reverb_rt60: tuple[float, float] = (0.2, 0.8)
     reverb_wet: tuple[float, float] = (0.1, 0.5)
 
+    #: each part's settings beside its probability ``<part>_p``
+    PARTS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "gain": ("gain_db",),
+        "pitch": ("pitch_semitones",),
+        "stretch": ("stretch_rate",),
+        "eq": ("eq_bands", "eq_db"),
+        "reverb": ("reverb_rt60", "reverb_wet"),
+    }
+
     def __post_init__(self) -> None:
-        _check_parts(self, "variation", ("gain", "pitch", "stretch", "eq", "reverb"))
+        _check_parts(self, "variation", tuple(self.PARTS))
         ranges = ("gain_db", "pitch_semitones", "stretch_rate", "eq_db", "reverb_rt60")
         _check_ranges(self, "variation", ranges)
         self.eq_bands = (int(self.eq_bands[0]), int(self.eq_bands[1]))
@@ -93,9 +103,26 @@ class EventVariation:
     @property
     def active(self) -> bool:
         """Whether any part can apply (if not, :meth:`draw` uses no randomness)."""
-        return any(
-            getattr(self, f"{n}_p") > 0 for n in ("gain", "pitch", "stretch", "eq", "reverb")
-        )
+        return any(getattr(self, f"{n}_p") > 0 for n in self.PARTS)
+
+    def content(self) -> dict[str, Any]:
+        """The fields as they shape :meth:`draw`: a part that never applies (``p`` = 0)
+        draws nothing, so its settings are given at their defaults. A cached set (e.g. a
+        fixed evaluation set, all ``p`` = 0) is then not made again when only the ranges
+        of parts it does not use change (a sweep over the training sets' pitch range).
+
+        >>> EventVariation(pitch_semitones=(-4.0, 4.0)).content() == EventVariation().content()
+        True
+        >>> on = EventVariation(pitch_p=0.5, pitch_semitones=(-4.0, 4.0))
+        >>> on.content() == EventVariation(pitch_p=0.5).content()
+        False
+        """
+        content = dataclasses.asdict(self)
+        defaults = EventVariation()
+        for part, settings in self.PARTS.items():
+            if getattr(self, f"{part}_p") == 0:
+                content.update({name: getattr(defaults, name) for name in settings})
+        return content
 
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
         """Draw one event's variation: a JSON-safe dict of the parts that apply.

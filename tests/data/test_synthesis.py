@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -36,6 +37,7 @@ from sed_lightning.data.tsv import (
     read_weak_tsv,
     strong_to_weak,
 )
+from sed_lightning.data.variation import EventVariation
 
 SR = 1000  # clip-level tests run at 1 kHz: same logic, 16x less work
 FRAME = 320  # 20 ms at 16 kHz
@@ -305,6 +307,46 @@ def test_synthesize_set_is_cached(
     wav.write_bytes(b"marker")
     synthesize_set(tmp_path / "c", bank, SetSpec("cached", "weak", "train", 2, seed=1), TINY_CFG)
     assert wav.read_bytes() != b"marker"
+
+
+def test_a_set_is_not_made_again_for_settings_it_does_not_use(
+    tmp_path: Path, tiny_bank_dir: Path
+) -> None:
+    # A fixed evaluation set (one EBR of a list per clip, every variation off) inherits the
+    # training sets' EBR range and variation ranges: changing those re-keyed it before.
+    bank = EventBank(tiny_bank_dir)
+    spec = SetSpec("validation", "strong", "validation", n_clips=3, seed=4)
+    evaluation = dataclasses.replace(TINY_CFG, ebr_levels=(-6.0, 0.0, 6.0))
+    out = synthesize_set(tmp_path / "v", bank, spec, evaluation)
+    wav = out / "audio" / "validation_00000.wav"
+    audio = wav.read_bytes()
+    wav.write_bytes(b"marker")  # survives only if nothing is regenerated
+
+    training_changed = dataclasses.replace(
+        evaluation,
+        ebr_db=(-9.0, 9.0),
+        variation=EventVariation(pitch_semitones=(-4.0, 4.0), eq_db=(-9.0, 9.0)),
+    )
+    synthesize_set(tmp_path / "v", bank, spec, training_changed)
+    assert wav.read_bytes() == b"marker"  # reused
+    # made anew elsewhere with those settings: the same audio, so reusing it was right
+    fresh = synthesize_set(tmp_path / "fresh", bank, spec, training_changed)
+    assert (fresh / "audio" / wav.name).read_bytes() == audio
+
+    # a part the set uses, or the EBR range of a set that draws from it, does re-key it
+    synthesize_set(
+        tmp_path / "v",
+        bank,
+        spec,
+        dataclasses.replace(
+            training_changed, variation=EventVariation(pitch_p=0.5, pitch_semitones=(-4.0, 4.0))
+        ),
+    )
+    assert wav.read_bytes() != b"marker"
+    drawn = synthesize_set(tmp_path / "r", bank, spec, TINY_CFG) / "audio" / wav.name
+    drawn.write_bytes(b"marker")
+    synthesize_set(tmp_path / "r", bank, spec, dataclasses.replace(TINY_CFG, ebr_db=(-9.0, 9.0)))
+    assert drawn.read_bytes() != b"marker"
 
 
 def test_runs_started_together_write_a_set_once(
