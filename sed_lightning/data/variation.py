@@ -19,9 +19,8 @@ from those numbers is deterministic, so a clip re-renders bit for bit from its r
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -117,7 +116,7 @@ class EventVariation:
         >>> on.content() == EventVariation(pitch_p=0.5).content()
         False
         """
-        content = dataclasses.asdict(self)
+        content = asdict(self)
         defaults = EventVariation()
         for part, settings in self.PARTS.items():
             if getattr(self, f"{part}_p") == 0:
