@@ -64,7 +64,7 @@ def build_parts(model: str, n_classes: int = 10) -> tuple[torch.nn.Module, torch
     """Front end and network of a ``model`` config (10 classes, as DESED)."""
     cfg = compose_config([f"model={model}"])
     frontend = instantiate(cfg.features)
-    net = instantiate(cfg.model)(n_classes=n_classes, n_mels=frontend.n_mels)
+    net = instantiate(cfg.model)(n_classes=n_classes, n_mels=frontend.n_features)
     return frontend, net
 
 

@@ -83,7 +83,7 @@ def build_step(model: str, setup: Setup, batch_size: int, n_classes: int = 10):
 
     cfg = compose_config([f"model={model}", *setup.overrides])
     frontend = instantiate(cfg.features)
-    net = instantiate(cfg.model)(n_classes=n_classes, n_mels=frontend.n_mels).train()
+    net = instantiate(cfg.model)(n_classes=n_classes, n_mels=frontend.n_features).train()
     if setup.compile:
         net.compile()
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)

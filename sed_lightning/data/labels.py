@@ -53,14 +53,17 @@ class LabelEncoder:
     def for_clip(
         cls,
         class_names: Sequence[str],
-        clip_samples: int,
+        n_input_frames: int,
         hop_length: int,
         time_pooling: int,
         sample_rate: int,
     ) -> LabelEncoder:
-        """Encoder matching a centered STFT with ``hop_length`` and a CNN pooling time."""
-        n_frames = (clip_samples // hop_length + 1) // time_pooling
-        return cls(class_names, hop_length * time_pooling / sample_rate, n_frames)
+        """Encoder of a model that pools ``time_pooling`` front-end frames (one every
+        ``hop_length`` samples) into one output frame; ``n_input_frames``: the front end's
+        frames of one clip (its ``n_frames(clip_samples)``)."""
+        return cls(
+            class_names, hop_length * time_pooling / sample_rate, n_input_frames // time_pooling
+        )
 
     @property
     def n_classes(self) -> int:

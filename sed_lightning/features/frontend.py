@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
+
+from sed_lightning.features.base import FrontEnd
 
 
 def hz_to_mel(freq: float) -> float:
@@ -75,7 +76,7 @@ def power_to_db(power: torch.Tensor, top_db: float | None = 80.0) -> torch.Tenso
     return torch.maximum(db, peak - top_db)
 
 
-class LogMelFrontend(nn.Module):
+class LogMelFrontend(FrontEnd):
     """Waveform to log-mel features with per-frequency (per-clip) normalization.
 
     Power spectrogram (centered ``torch.stft``, periodic Hann window, reflect padding) ->
@@ -106,6 +107,8 @@ class LogMelFrontend(nn.Module):
         torch.Size([2, 64, 63])
     """
 
+    image_label = "mel band"
+
     def __init__(
         self,
         sample_rate: int = 16000,
@@ -122,6 +125,7 @@ class LogMelFrontend(nn.Module):
         self.n_fft = n_fft
         self.hop_length = hop_length
         self.n_mels = n_mels
+        self.n_features = n_mels
         self.top_db = top_db
         self.eps = eps
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
@@ -132,6 +136,11 @@ class LogMelFrontend(nn.Module):
     def n_frames(self, n_samples: int) -> int:
         """Number of feature frames for ``n_samples`` input samples (centered STFT)."""
         return n_samples // self.hop_length + 1
+
+    @torch.no_grad()
+    def image(self, waveform: torch.Tensor) -> torch.Tensor:
+        """The log-mel in dB, before the per-clip standardization (plots)."""
+        return self.log_mel(waveform.float())
 
     def power_spectrogram(self, waveform: torch.Tensor) -> torch.Tensor:
         """``|STFT|^2``. Shape: ``(batch, n_samples)`` -> ``(batch, n_fft // 2 + 1, n_frames)``."""

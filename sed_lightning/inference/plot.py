@@ -45,8 +45,9 @@ def plot_file(
     seconds = len(audio) / sr
     frontend = predictor.module.frontend
     with torch.no_grad():
-        wave = torch.from_numpy(np.ascontiguousarray(audio))[None].to(frontend.window.device)
-        log_mel = frontend.log_mel(wave)[0].cpu().numpy()
+        device = next(frontend.buffers()).device
+        wave = torch.from_numpy(np.ascontiguousarray(audio))[None].to(device)
+        log_mel = frontend.image(wave)[0].float().cpu().numpy()
     classes = predictor.encoder.class_names
     hop = predictor.encoder.frame_hop
     shown = scores[: int(np.ceil(seconds / hop))]
@@ -62,7 +63,7 @@ def plot_file(
         extent=(0, seconds, 0, log_mel.shape[0]),
         cmap="magma",
     )
-    ax_mel.set_ylabel("mel band")
+    ax_mel.set_ylabel(frontend.image_label)
     title = Path(path).name + (f" (first {max_seconds:g} s)" if seconds >= max_seconds else "")
     ax_mel.set_title(title)
     colours = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")

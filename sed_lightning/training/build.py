@@ -58,8 +58,14 @@ def build_module(cfg: DictConfig) -> SEDModule:
     """Front end + model + loss terms + optimizer; the run config is kept for checkpoints."""
     class_names = list(cfg.data.class_names)
     frontend = build("features", lambda: instantiate(cfg.features))
+    if frontend.sample_rate != cfg.data.sample_rate:
+        raise ConfigError(
+            f"features: the front end takes {frontend.sample_rate} Hz but data.sample_rate is "
+            f"{cfg.data.sample_rate} (set data.sample_rate={frontend.sample_rate})"
+        )
     model = build(
-        "model", lambda: instantiate(cfg.model)(n_classes=len(class_names), n_mels=frontend.n_mels)
+        "model",
+        lambda: instantiate(cfg.model)(n_classes=len(class_names), n_mels=frontend.n_features),
     )
     if cfg.get("compile"):
         model.compile()  # in place: the state dict keeps its keys
@@ -95,10 +101,12 @@ def check_optimizer(module: SEDModule) -> None:
 
 
 def label_encoder(cfg: DictConfig, module: SEDModule) -> LabelEncoder:
-    """The frame grid the model outputs for one clip."""
+    """The frame grid the model outputs for one clip (the front end says how many frames
+    a clip gives and how far apart)."""
+    clip_samples = int(round(cfg.data.clip_duration * cfg.data.sample_rate))
     return LabelEncoder.for_clip(
         class_names=list(cfg.data.class_names),
-        clip_samples=int(round(cfg.data.clip_duration * cfg.data.sample_rate)),
+        n_input_frames=module.frontend.n_frames(clip_samples),
         hop_length=module.frontend.hop_length,
         time_pooling=module.model.time_pooling,
         sample_rate=cfg.data.sample_rate,

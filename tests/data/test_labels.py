@@ -49,7 +49,7 @@ def test_active_runs():
 def test_for_clip_matches_the_model_frame_count():
     frontend = LogMelFrontend(sample_rate=16000, n_fft=1024, hop_length=256, n_mels=32)
     cnn = CNN(n_mels=32, channels=[4, 4, 4], pooling=[[2, 2], [2, 2], [1, 2]])
-    enc = LabelEncoder.for_clip(CLASSES, 16000 * 10, 256, cnn.time_pooling, 16000)
+    enc = LabelEncoder.for_clip(CLASSES, 16000 * 10 // 256 + 1, 256, cnn.time_pooling, 16000)
     out = cnn(frontend(torch.zeros(1, 16000 * 10)))
     assert out.shape[1] == enc.n_frames
     assert enc.frame_hop == pytest.approx(256 * 4 / 16000)

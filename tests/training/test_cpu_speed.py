@@ -16,7 +16,7 @@ def tiny_parts(*overrides: str):
     cfg = compose_train(list(overrides))
     frontend = instantiate(cfg.features)
     torch.manual_seed(0)
-    net = instantiate(cfg.model)(n_classes=6, n_mels=frontend.n_mels)
+    net = instantiate(cfg.model)(n_classes=6, n_mels=frontend.n_features)
     return frontend, net
 
 
