@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from sed_lightning.config import register_configs
 from sed_lightning.data.validation import DataValidationError
+from sed_lightning.models.weights import WeightsError
 from sed_lightning.selftraining.rounds import run_rounds
 from sed_lightning.training.build import (
     build_datamodule,
@@ -36,6 +37,7 @@ from sed_lightning.training.checkpoints import (
     val_metrics,
 )
 from sed_lightning.training.evaluation import save_val_scores
+from sed_lightning.training.finetune import load_pretrained
 from sed_lightning.training.preflight import (
     ConfigError,
     check_config,
@@ -81,6 +83,8 @@ def run(cfg: DictConfig) -> RunResult:
     module = build_module(cfg)
     if cfg.get("init_from") and not ckpt_path:
         load_weights(module, cfg.init_from, "init_from")
+    elif not ckpt_path:  # the one time a pretrained file is read; checkpoints carry it after
+        load_pretrained(module.model)
     check_config(cfg, frame_hop=label_encoder(cfg, module).frame_hop)
     configure_wandb(cfg)
     if ckpt_path:
@@ -127,6 +131,8 @@ def main(cfg: DictConfig) -> float | None:
         raise SystemExit(f"config error: {err}") from None
     except DataValidationError as err:  # every bad file and TSV row, no traceback
         raise SystemExit(f"data error: {err}") from None
+    except WeightsError as err:  # one line naming the weights file
+        raise SystemExit(f"weights error: {err}") from None
     # the tested (best) checkpoint's validation metric (see train)
     return metrics.get(cfg.optimized_metric) if cfg.optimized_metric else None
 

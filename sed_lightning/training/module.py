@@ -20,6 +20,7 @@ from sed_lightning.training.checkpoints import (
     VAL_METRICS_KEY,
     upgrade_checkpoint,
 )
+from sed_lightning.training.finetune import make_optimizer, set_epoch
 from sed_lightning.training.schedules import make_scheduler
 
 
@@ -159,6 +160,9 @@ class SEDModule(L.LightningModule):
         """The callbacks the loss terms need (e.g. the mean teacher's EMA)."""
         return [callback for term in self.terms.values() for callback in term.callbacks()]
 
+    def on_train_epoch_start(self) -> None:
+        set_epoch(self.model, self.current_epoch)  # freezing / unfreezing a pretrained part
+
     def on_validation_epoch_start(self) -> None:
         self.predictions["val"] = StagePredictions()
 
@@ -172,7 +176,8 @@ class SEDModule(L.LightningModule):
         self._eval_step("test", batch)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = self.optimizer_factory(params=self.parameters())
+        # a pretrained part may train at its own rate (training/finetune.py)
+        optimizer = make_optimizer(self.optimizer_factory, self)
         if self.scheduler_factory is None:
             return {"optimizer": optimizer}
         # a schedule over the whole run (scheduler=cosine) gets the run's optimizer steps
