@@ -30,7 +30,7 @@ def lr_factor_groups(module: nn.Module) -> list[tuple[float, list[nn.Parameter]]
     ...         yield [self.weight], 0.1
     >>> net = nn.Sequential(Scaled(2, 2), nn.Linear(2, 1))
     >>> [(f, len(p)) for f, p in lr_factor_groups(net)]
-    [(1.0, 3), (0.1, 1)]
+    [(0.1, 1), (1.0, 3)]
     """
     factors: dict[int, float] = {}
     for sub in module.modules():
