@@ -100,3 +100,11 @@ def test_speed_and_scaling_sections_on_a_tiny_setting(tmp_path, monkeypatch):
     assert [r["measured"] for r in data] == [True, True, False]
     table = (tmp_path / "tiny.md").read_text()
     assert "| conformer | 2 | now |" in table and "extrapolated" in table
+
+
+def test_the_pretrained_model_is_benchmarked_on_its_own_front_end_and_recipe():
+    frontend, net = bench.build_parts("efficientat")
+    assert frontend.sample_rate == 32000 and frontend.n_features == 128
+    assert net.cnn.freeze_blocks == 12  # the recipe's: training clips/s is the recipe's
+    cost = bench.model_cost("efficientat", clip_seconds=1.0)
+    assert cost["macs_per_clip"] > 0 and cost["params"] > 900_000
