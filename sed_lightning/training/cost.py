@@ -61,6 +61,40 @@ PHASES = {
 }
 
 
+#: The cost columns of the ablation report and the benchmark tables (``cost/`` figures of
+#: :meth:`RunCost.flat`) and their headers.
+COST_COLUMNS = {
+    "cost/params_total": "params",
+    "cost/macs_per_clip": "MACs / 10 s clip",
+    "cost/fit_kwh": "train kWh",
+    "cost/test_kwh": "test kWh",
+    "cost/fit_s": "fit time",
+}
+
+
+def fmt_cost(name: str, value: float | None) -> str:
+    """A cost figure for a table: counts with k / M / G, kWh with 2 significant digits,
+    seconds as s / min / h; ``""`` when missing (a run made before ``cost.json``).
+
+    >>> [fmt_cost(k, v) for k, v in [("cost/params_total", 6968), ("cost/macs_per_clip",
+    ...     2.81e9), ("cost/fit_kwh", 2.4e-06), ("cost/fit_s", 5400.0), ("cost/fit_s", None)]]
+    ['6.97 k', '2.81 G', '2.4e-06', '1.5 h', '']
+    """
+    if value is None or value != value:  # None or NaN
+        return ""
+    if name.endswith("_kwh"):
+        return f"{value:.2g}"
+    if name.endswith("_s"):
+        for unit, size in (("h", 3600), ("min", 60)):
+            if value >= size:
+                return f"{value / size:.1f} {unit}"
+        return f"{value:.1f} s"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.3g} {unit}"
+    return f"{value:.3g}"
+
+
 def settings_of(cost: Any) -> dict[str, Any] | None:
     """The ``cost`` config node with defaults filled in; ``None`` when off (``cost=none``,
     ``cost.enabled=false``).
