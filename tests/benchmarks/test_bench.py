@@ -100,3 +100,18 @@ def test_speed_and_scaling_sections_on_a_tiny_setting(tmp_path, monkeypatch):
     assert [r["measured"] for r in data] == [True, True, False]
     table = (tmp_path / "tiny.md").read_text()
     assert "| conformer | 2 | now |" in table and "extrapolated" in table
+
+
+def test_accuracy_table_has_cost_columns_blank_without_cost_json():
+    row = {"model": "crnn", "seed": 1, "budget_min": 8, "wall_s": 500.0}
+    row |= {k: 0.5 for k in bench.HEADLINE}
+    costed = {**row, "model": "conformer", "cost/params_total": 2.5e6}
+    costed |= {"cost/macs_per_clip": 1.2e9, "cost/fit_kwh": 0.012, "cost/test_kwh": 3e-4}
+    costed |= {"cost/fit_s": 480.0}
+    results = {"name": "t", "date": "now", "machine": bench.machine_info(torch.device("cpu"))}
+    md = bench.markdown({**results, "accuracy": [costed, row]})
+    head = next(line for line in md.splitlines() if line.startswith("| model | seed"))
+    assert head.endswith("| params | MACs / 10 s clip | train kWh | test kWh | fit time |")
+    lines = [line for line in md.splitlines() if line.startswith(("| conformer", "| crnn"))]
+    assert lines[0].endswith("| 2.5 M | 1.2 G | 0.012 | 0.0003 | 8.0 min |")
+    assert lines[1].endswith("| 0.500 |  |  |  |  |  |")
