@@ -39,10 +39,16 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
-from torch.utils.flop_counter import FlopCounterMode
 
 from sed_lightning.config import register_configs
 from sed_lightning.losses.sed_loss import summed_bce
+from sed_lightning.training.cost import (
+    COST_COLUMNS,
+    clip_macs,
+    fmt_cost,
+    parameter_counts,
+    read_cost,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -135,19 +141,15 @@ def matmul_peak(device: torch.device, n: int = 2048, repeats: int = 10) -> dict[
 
 
 def model_cost(model: str, clip_seconds: float = 10.0) -> dict[str, float]:
-    """Parameters and MACs of one forward pass on one clip (front end included)."""
+    """Parameters (network) and MACs of one forward pass on one clip (front end included),
+    counted as a run's ``cost.json`` counts them (:mod:`sed_lightning.training.cost`)."""
     frontend, net = build_parts(model)
-    net.eval()
-    audio = torch.randn(1, int(clip_seconds * frontend.sample_rate))
-    with torch.no_grad():
-        counter = FlopCounterMode(display=False)
-        with counter:
-            net(frontend(audio))
-    flops = counter.get_total_flops()
+    network = torch.nn.Sequential(frontend, net)
+    macs = clip_macs(network, frontend.sample_rate, clip_seconds)
     return {
-        "params": sum(p.numel() for p in net.parameters()),
-        "macs_per_clip": flops / 2,
-        "gflop_per_clip": flops / 1e9,
+        "params": parameter_counts(network)["total"],
+        "macs_per_clip": macs,
+        "gflop_per_clip": 2 * macs / 1e9,
     }
 
 
@@ -292,6 +294,7 @@ def accuracy_under_budget(
         "budget_min": minutes,
         "wall_s": wall,
         **{k: metrics[f"test/{k}"] for k in HEADLINE},
+        **read_cost(run_dir),  # cost/*: the run's cost.json ({} when it has none)
     }
 
 
@@ -386,15 +389,25 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [
             "Office benchmark (`+experiment=dcase2016_office`) under a fixed training budget:",
             "",
-            "| model | seed | budget (min) | wall (s) | " + " | ".join(HEADLINE) + " |",
-            "|---|---|---|---|" + "---|" * len(HEADLINE),
+            "| model | seed | budget (min) | wall (s) | "
+            + " | ".join([*HEADLINE, *COST_COLUMNS.values()])
+            + " |",
+            "|---|---|---|---|" + "---|" * (len(HEADLINE) + len(COST_COLUMNS)),
         ]
         for r in results["accuracy"]:
             lines.append(
                 f"| {r['model']} | {r['seed']} | {r['budget_min']} | {r['wall_s']:.0f} | "
-                + " | ".join(f"{r[k]:.3f}" for k in HEADLINE)
+                + " | ".join(
+                    [f"{r[k]:.3f}" for k in HEADLINE]
+                    + [fmt_cost(k, r.get(k)) for k in COST_COLUMNS]
+                )
                 + " |"
             )
+        lines += [
+            "",
+            "Cost columns: the run's cost.json (parameters, MACs per 10 s clip, training and "
+            "test kWh by CodeCarbon, fit time); empty for runs without one.",
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -3,7 +3,7 @@ config file, an experiment or an override is rejected with the key's name, and v
 the wrong type are rejected too.
 
 Every group the project reads itself has a dataclass here (paths, data, loss,
-postprocess, self_training, label_constraint). The groups built by ``_target_`` (features,
+postprocess, self_training, label_constraint, cost). The groups built by ``_target_`` (features,
 model, augment, optimizer, scheduler, trainer, callbacks, logger) are checked by the
 constructors they name: :mod:`sed_lightning.training.build` instantiates each of them
 before any data is prepared or step trained (the partial optimizer and scheduler are tried
@@ -141,6 +141,18 @@ class PostprocessConfig:
 
 
 @dataclass
+class CostConfig:
+    """conf/cost/default.yaml (sed_lightning/training/cost.py)."""
+
+    enabled: bool = True
+    energy: bool = True  # CodeCarbon's offline tracker around each phase
+    country_iso_code: str = "FRA"
+    tracking_mode: str = "process"  # process | machine
+    measure_power_secs: float = 15.0
+    clip_seconds: float = 10.0  # MACs of one clip this long
+
+
+@dataclass
 class TrainConfig:
     task_name: str = "train"
     seed: int = 42
@@ -167,6 +179,7 @@ class TrainConfig:
     self_training: SelfTrainingConfig | None = None  # sed_lightning/selftraining/
     label_constraint: LabelConstraintConfig | None = None  # +experiment=label_constraint
     study: Any = None  # ablation study metadata (experiments/<study>, report)
+    cost: CostConfig | None = None  # cost.json: params, MACs, time, energy (conf/cost/)
 
 
 def cpu_precision() -> str:

@@ -15,6 +15,12 @@ by DataLoader workers and scored by ``trainer.predict`` in overlapping windows; 
 events are recorded as soon as it is done, so running the same command again after a stop
 skips the files already done (same name, size and modification time) and finishes the rest.
 
+Cost (``cost`` config group, as in training; ``cost=none``: off): ``<out stem>.cost.json``
+beside ``out`` (``predictions.tsv`` -> ``predictions.cost.json``) and a ``cost:`` log line:
+the job's wall time and energy (kWh, CodeCarbon's offline tracker, with the method that gave
+it), the hours of audio scored and the energy per hour of audio, MACs per 10 s clip and the
+parameters (:mod:`sed_lightning.training.cost`). Only the files scored by this job count.
+
 Exit status: 0 when every file was scored; 3 when some could not be read (each is listed
 with its reason in ``failed.tsv`` beside ``out``; every other file still has its events);
 1 on a usage or checkpoint error.
@@ -39,6 +45,7 @@ from sed_lightning.inference.module import PredictionModule
 from sed_lightning.inference.predictor import Predictor
 from sed_lightning.inference.writer import ArchiveWriter, write_outputs
 from sed_lightning.postprocessing import decoder_settings
+from sed_lightning.training.cost import RunCost
 
 log = logging.getLogger(__name__)
 EXIT_SOME_FAILED = 3
@@ -125,10 +132,14 @@ def predict(cfg: DictConfig) -> int:
         )
         writer = ArchiveWriter(predictor, folder, len(todo), cfg.scores, cfg.plot, cfg.plot_max)
         trainer = instantiate(cfg.trainer, callbacks=[writer])
-        trainer.predict(PredictionModule(predictor), loader, return_predictions=False)
+        cost = RunCost(cfg.get("cost"), trainer.is_global_zero, out.parent)
+        cost.count_network(predictor.module, predictor.sample_rate)
+        with cost.phase("predict"):
+            trainer.predict(PredictionModule(predictor), loader, return_predictions=False)
         trainer.strategy.barrier()
         if not trainer.is_global_zero:
             return 0
+        write_cost(cost, out, journal.read(folder), todo)
     events, failed = journal.assemble(journal.read(folder), files)
     failed_path = write_outputs(out, events, failed)
     log.info("%d events from %d file(s) written to %s", len(events), len(files) - len(failed), out)
@@ -139,6 +150,31 @@ def predict(cfg: DictConfig) -> int:
     if failed:
         log.warning("%d file(s) could not be scored: listed in %s", len(failed), failed_path)
     return len(failed)
+
+
+def write_cost(cost: RunCost, out: Path, records: dict, todo: list) -> None:
+    """``<out stem>.cost.json``: :class:`RunCost` with the hours of audio this job scored
+    (its files' journal records) and the energy per hour of audio; and a ``cost:`` log line."""
+    if not cost.enabled:
+        return
+    seconds = sum(float(records[f.key].get("duration") or 0.0) for f in todo if f.key in records)
+    phase = cost.phases.get("predict", {})
+    kwh = phase.get("energy_kwh")
+    cost.extra = {
+        "files": len(todo),
+        "audio_hours": seconds / 3600,
+        "kwh_per_audio_hour": kwh / (seconds / 3600) if kwh is not None and seconds else None,
+        "realtime_factor": seconds / phase["wall_s"] if phase.get("wall_s") else None,
+    }
+    path = cost.write(out.with_suffix(".cost.json"))
+    per_hour = cost.extra["kwh_per_audio_hour"]
+    log.info(
+        "%s; %.3g h of audio, %s kWh per hour of audio -> %s",
+        cost.summary(),
+        cost.extra["audio_hours"],
+        f"{per_hour:.3g}" if per_hour is not None else "n/a",
+        path,
+    )
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict")

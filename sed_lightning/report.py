@@ -23,6 +23,10 @@ the markdown where fewer than the seeds). The raw-score PSDS does not depend on 
 (one column); the tuned files add the PSDS of the filtered scores / of the boxes. The
 ``val/*`` figures of ``metrics_sebbs.json`` are in-sample (tuned on that set): not a column.
 
+The cost columns (:data:`COST_COLUMNS`: parameters, MACs per 10 s clip, training and test
+kWh, fit time) come last, from each run's ``cost.json`` (:mod:`sed_lightning.training.cost`),
+the mean over the runs that have one (no test; an empty cell for runs made before it).
+
 Swept overrides are the keys of ``hydra.sweeper.params``, the command-line sweeps of the
 multirun (``multirun.yaml``) and the keys listed in ``study.factors``. The reference
 configuration is ``study.reference`` (comma-separated ``key=value``); each other
@@ -50,6 +54,7 @@ from omegaconf import DictConfig, OmegaConf
 from sed_lightning.common import HEADLINE_METRICS
 from sed_lightning.evaluation.settings import DCASE2016_KEYS
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
+from sed_lightning.training.cost import COST_COLUMNS, fmt_cost, read_cost
 from sed_lightning.training.run_info import RUN_INFO
 from sed_lightning.training.tuning import prefixed, tuned_prefix
 
@@ -74,6 +79,8 @@ TUNED_PREFIXES = tuple(tuned_prefix(name, "test") for name in TUNED_FILES)
 #: tuned windows, the DCASE baselines' PSDS; psds1_boxes (cSEBBs only): PSDS of the boxes
 TUNED_METRICS = ("event_f1", "dcase2016/onset_f1", "psds1_filtered", "psds1_boxes")
 TUNED_COLUMNS = tuple(prefix + m for prefix in TUNED_PREFIXES for m in TUNED_METRICS)
+#: Columns a run may lack (older runs): each is the mean over the runs that have it.
+PARTIAL_COLUMNS = (*TUNED_COLUMNS, *COST_COLUMNS)
 ROUND_KEY = "rounds"
 TEST_NAME = "paired t-test (scipy.stats.ttest_rel)"
 
@@ -342,6 +349,7 @@ def expand(run: RunDir, base: Mapping[str, str]) -> list[Run]:
         if round_ is None and validation.is_file():
             run_.metrics.update(json.loads(validation.read_text()))
         run_.metrics.update(tuned_metrics(path.parent))
+        run_.metrics.update(read_cost(path.parent))  # {} for runs made before cost.json
         run_.versions, run_.started = info.get("versions", {}), started(info, path)
         runs.append(run_)
     return runs
@@ -460,23 +468,24 @@ def is_reference(factors: Mapping[str, str], reference: Mapping[str, str]) -> bo
 def metric(run: Run, name: str) -> float:
     """A test metric of a run (``val/...``: a validation one; ``test_tuned/...``,
     ``test_sebbs/...``: a test one of a tuned decoder; NaN when missing)."""
-    qualified = name.startswith(("val/", *TUNED_PREFIXES))
+    qualified = name.startswith(("val/", "cost/", *TUNED_PREFIXES))
     value = run.metrics.get(name if qualified else METRIC_PREFIX + name)
     return float("nan") if value is None else float(value)
 
 
 def metric_names(runs: Sequence[Run]) -> tuple[str, ...]:
     """The table's metrics: the :data:`VALIDATION_METRICS` and :data:`OPTIONAL_METRICS` a
-    run has, around :data:`METRICS`, then the :data:`TUNED_COLUMNS` a run has."""
+    run has, around :data:`METRICS`, then the :data:`TUNED_COLUMNS` and the
+    :data:`COST_COLUMNS` a run has."""
     val = [m for m in VALIDATION_METRICS if any(m in r.metrics for r in runs)]
     extra = [m for m in OPTIONAL_METRICS if any(METRIC_PREFIX + m in r.metrics for r in runs)]
-    tuned = [m for m in TUNED_COLUMNS if any(m in r.metrics for r in runs)]
+    tuned = [m for m in PARTIAL_COLUMNS if any(m in r.metrics for r in runs)]
     return (*val, *METRICS, *extra, *tuned)
 
 
 def table_metrics(table: pd.DataFrame) -> list[str]:
     """The metrics a summary table has columns for (in table order)."""
-    every = (*VALIDATION_METRICS, *METRICS, *OPTIONAL_METRICS, *TUNED_COLUMNS)
+    every = (*VALIDATION_METRICS, *METRICS, *OPTIONAL_METRICS, *PARTIAL_COLUMNS)
     return [m for m in every if f"{m}_mean" in table.columns]
 
 
@@ -523,7 +532,8 @@ def table_row(
     names: Sequence[str] = METRICS,
 ) -> dict:
     """The summary of one configuration (a run without a metric counts it as NaN, but for a
-    tuned decoder's figure: its mean / std are over the runs that have it, ``<name>_n``)."""
+    tuned decoder's figure or a cost: its mean / std are over the runs that have it,
+    ``<name>_n``; a cost has no test)."""
     row: dict[str, Any] = {
         "configuration": config,
         "reference": is_ref,
@@ -532,13 +542,13 @@ def table_row(
     }
     for name in names:
         values = np.array([metric(run, name) for run in seeds.values()])
-        if name in TUNED_COLUMNS:  # not every run may have been tuned
+        if name in PARTIAL_COLUMNS:  # not every run may have been tuned or costed
             values = values[~np.isnan(values)]
         row[f"{name}_mean"] = float(values.mean()) if len(values) else float("nan")
         row[f"{name}_std"] = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
-        no_test = is_ref or reference is None
+        no_test = is_ref or reference is None or name in COST_COLUMNS
         row[f"{name}_p"] = float("nan") if no_test else paired_p(seeds, reference, name)
-        if name in TUNED_COLUMNS:
+        if name in PARTIAL_COLUMNS:
             row[f"{name}_n"] = len(values)
     return row
 
@@ -591,6 +601,14 @@ def header(runs: Sequence[Run], runs_dir: Path, names: Sequence[str] = METRICS) 
         splits.append(("; " if splits else "- ") + tuned_text(tuned))
     if splits:
         lines.append("".join(splits))
+    costs = [name for name in names if name in COST_COLUMNS]
+    if costs:
+        lines.append(
+            "- cost/*: what a run cost (cost.json): "
+            + ", ".join(f"{name} = {COST_COLUMNS[name]}" for name in costs)
+            + " (mean over the runs that have cost.json; energy by CodeCarbon, method in "
+            "cost.json; fit = training with its validations)"
+        )
     if any(name in DCASE2016_KEYS for name in names):
         lines.append(
             "- dcase2016/*: the DCASE 2016 Task 2 figures (sed_eval, overall = micro): "
@@ -622,14 +640,15 @@ def tuned_text(prefixes: Sequence[str]) -> str:
 
 
 def cell(row: Mapping[str, Any], name: str) -> str:
-    """A markdown cell: :func:`fmt_cell`; for a tuned decoder's figure, ``n=K`` when fewer
-    than the configuration's seeds have it, empty when none has."""
+    """A markdown cell: :func:`fmt_cell` (a cost: its mean, :func:`fmt_cost`); for a tuned
+    decoder's figure or a cost, ``n=K`` when fewer than the configuration's seeds have it,
+    empty when none has."""
     n = row.get(f"{name}_n")
     if n is None or pd.isna(n):
         return fmt_cell(row, name)
     if n == 0:
         return ""
-    text = fmt_cell(row, name)
+    text = fmt_cost(name, row[f"{name}_mean"]) if name in COST_COLUMNS else fmt_cell(row, name)
     return text if n == row["n_seeds"] else f"{text}, n={int(n)}"
 
 
@@ -658,7 +677,7 @@ def plot(table: pd.DataFrame, path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = table_metrics(table)
+    names = [m for m in table_metrics(table) if m not in COST_COLUMNS]  # other scales
     n = len(table)
     width = 0.8 / n
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(names) + 0.4 * n), 4.0))

@@ -4,7 +4,9 @@ Writes into the Hydra run dir: ``metrics.json``, ``predictions.tsv``, ``scores/`
 ``val_scores/`` (see :func:`run`), ``checkpoints/{last,best-*}.ckpt`` and the logger's files;
 with ``postprocess=tuned_median`` / ``postprocess=sebbs`` also the decoder tuned on validation
 and its test metrics (``postprocess_tuned.yaml`` + ``metrics_tuned.json``, or
-``postprocess_sebbs.yaml`` + ``metrics_sebbs.json``).
+``postprocess_sebbs.yaml`` + ``metrics_sebbs.json``); ``cost.json``: parameters, MACs per
+10 s clip, wall time and energy of each phase (:mod:`sed_lightning.training.cost`;
+``cost=none``: off).
 
 Resume a run (model, optimizer, scheduler, sampler position, random state) in its own
 folder: ``python -m sed_lightning.train <same overrides> hydra.run.dir=<run dir> ckpt_path=last``.
@@ -36,6 +38,7 @@ from sed_lightning.training.checkpoints import (
     read_checkpoint,
     val_metrics,
 )
+from sed_lightning.training.cost import RunCost, log_summary
 from sed_lightning.training.evaluation import save_val_scores
 from sed_lightning.training.finetune import load_pretrained
 from sed_lightning.training.preflight import (
@@ -45,7 +48,7 @@ from sed_lightning.training.preflight import (
     resolve_ckpt_path,
     warn_config_changes,
 )
-from sed_lightning.training.run_info import write_run_info
+from sed_lightning.training.run_info import add_to_run_info, write_run_info
 from sed_lightning.training.tuning import tune_after_test
 
 log = logging.getLogger(__name__)
@@ -96,8 +99,11 @@ def run(cfg: DictConfig) -> RunResult:
     if trainer.is_global_zero:  # every data problem is reported before training starts
         datamodule.prepare_data()
         datamodule.setup("fit" if cfg.train else "test")
+    cost = RunCost(cfg.get("cost"), trainer.is_global_zero, cfg.paths.output_dir)
+    cost.count_network(module, cfg.data.sample_rate)
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with cost.phase("fit"):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = best_checkpoint(trainer)
     if best:  # the tested checkpoint's validation metrics, not the last epoch's
@@ -105,18 +111,34 @@ def run(cfg: DictConfig) -> RunResult:
     val_dir = None  # where the validation scores of the tested weights went
     if cfg.test:
         log.info("testing %s", best or "the current weights")
-        trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+        with cost.phase("test"):
+            trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         log.info(summary(metrics))
         # the tested weights score the validation set: post-processing is tuned on it
         # (python -m sed_lightning.tune_postprocess RUN_DIR), never on the test set
-        val_dir = save_val_scores(trainer, module)
+        with cost.phase("val_scores"):
+            val_dir = save_val_scores(trainer, module)
     # postprocess.tune: the same tuning, now. Self-training calls run() once per round, so
     # every round's dir gets its own tuning of its own tested weights (a round is a whole
     # run: nothing round-specific to special-case; pseudo-labels use clip scores, untouched)
-    metrics.update(tune_after_test(cfg, trainer.is_global_zero, val_dir))
+    if cfg.postprocess.get("tune") and cfg.test:
+        with cost.phase("tune"):
+            metrics.update(tune_after_test(cfg, trainer.is_global_zero, val_dir))
+    write_cost(cost, cfg, trainer)
     log.info("outputs in %s", cfg.paths.output_dir)
     return RunResult(metrics, best or best_checkpoint(trainer, fallback_last=True))
+
+
+def write_cost(cost: RunCost, cfg: DictConfig, trainer: L.Trainer) -> None:
+    """``cost.json`` into the run dir, its figures into the W&B summary and ``run_info.json``
+    (global rank 0; nothing with ``cost=none``)."""
+    path = cost.write(cfg.paths.output_dir)
+    if path is None:
+        return
+    log.info("%s -> %s", cost.summary(), path)
+    log_summary(trainer.loggers, cost.flat())
+    add_to_run_info(cfg.paths.output_dir, "cost", {"file": path.name, **cost.flat()})
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")

@@ -277,6 +277,57 @@ def test_no_tuned_decoder_columns_without_tuned_files(tmp_path):
     assert not any(c.startswith(("test_tuned/", "test_sebbs/")) for c in saved.columns)
 
 
+def cost_json(params: int, macs: float, fit_kwh: float | None, fit_s: float) -> dict:
+    """A run's cost.json as sed_lightning.training.cost writes it (the fields read back)."""
+    test = {"wall_s": 2.0, "energy_kwh": 1e-6, "method": "TDP estimate"}
+    fit = {"wall_s": fit_s, "energy_kwh": fit_kwh, "method": "TDP estimate"}
+    return {
+        "params": {"total": params, "trainable": params},
+        "macs_per_clip": macs,
+        "clip_seconds": 10.0,
+        "phases": {"fit": fit, "test": test},
+    }
+
+
+def test_cost_columns_come_last_and_older_runs_leave_them_blank(tmp_path):
+    """cost.json in every run of one configuration, in one run of another, in none of a
+    third: the cost columns are the means over the runs that have it, no p-value, blank
+    where no run has one; the bar chart leaves them out."""
+    made = fake_study(tmp_path, {"fixed": [1, 2], "auto": [1, 2], "weak_only": [1, 2]})
+    runs = tmp_path / "runs"
+    write_json(runs / "fixed_1" / "cost.json", cost_json(6968, 2.8e9, 2e-6, 60.0))
+    write_json(runs / "fixed_2" / "cost.json", cost_json(6968, 2.8e9, 4e-6, 120.0))
+    write_json(runs / "auto_1" / "cost.json", cost_json(6968, 2.8e9, None, 90.0))  # tracker failed
+
+    table = report(tmp_path).set_index("configuration")
+    cost = [
+        "cost/params_total",
+        "cost/macs_per_clip",
+        "cost/fit_kwh",
+        "cost/test_kwh",
+        "cost/fit_s",
+    ]
+    assert table_metrics(table) == [*METRICS, *cost]
+    fixed, auto, weak = (table.loc[f"loss={o}"] for o in ("fixed", "auto", "weak_only"))
+    assert fixed["cost/fit_kwh_mean"] == pytest.approx(3e-6)
+    assert fixed["cost/fit_s_mean"] == pytest.approx(90.0) and fixed["cost/fit_s_n"] == 2
+    assert np.isnan(fixed["cost/fit_kwh_p"]) and np.isnan(auto["cost/fit_s_p"])
+    assert auto["cost/fit_s_n"] == 1 and auto["cost/fit_kwh_n"] == 0
+    assert weak["cost/params_total_n"] == 0 and np.isnan(weak["cost/params_total_mean"])
+    assert fixed["event_f1_mean"] == pytest.approx(expected(made["fixed"], "event_f1")[0])
+
+    md = (tmp_path / "results.md").read_text()
+    rows = md_rows(md)
+    assert rows["loss=fixed"]["cost/params_total"] == "6.97 k"
+    assert rows["loss=fixed"]["cost/macs_per_clip"] == "2.8 G"
+    assert rows["loss=fixed"]["cost/fit_kwh"] == "3e-06"
+    assert rows["loss=fixed"]["cost/fit_s"] == "1.5 min"
+    assert rows["loss=auto"]["cost/fit_s"] == "1.5 min, n=1"
+    assert rows["loss=auto"]["cost/fit_kwh"] == ""
+    assert all(rows["loss=weak_only"][c] == "" for c in cost)
+    assert "- cost/*: what a run cost (cost.json)" in md and "cost/fit_kwh = train kWh" in md
+
+
 def test_versions_and_dates_come_from_run_info(tmp_path):
     fake_study(tmp_path, {"fixed": [1, 2]})
     for i, run in enumerate(sorted((tmp_path / "runs").iterdir())):

@@ -93,3 +93,15 @@ def write_run_info(cfg: DictConfig, output_dir: str | Path | None = None) -> Pat
     path = out / RUN_INFO
     path.write_text(json.dumps(run_info(cfg), indent=2, default=str))
     return path
+
+
+def add_to_run_info(output_dir: str | Path, key: str, value: Any) -> Path | None:
+    """Add ``key: value`` to the ``run_info.json`` of ``output_dir`` (e.g. the run's cost,
+    known at its end); ``None`` when the folder has none (a self-training round's)."""
+    path = Path(output_dir) / RUN_INFO
+    if not path.is_file():
+        return None
+    info = json.loads(path.read_text())
+    info[key] = value
+    path.write_text(json.dumps(info, indent=2, default=str))
+    return path

@@ -108,3 +108,18 @@ def test_the_pretrained_model_is_benchmarked_on_its_own_front_end_and_recipe():
     assert net.cnn.freeze_blocks == 12  # the recipe's: training clips/s is the recipe's
     cost = bench.model_cost("efficientat", clip_seconds=1.0)
     assert cost["macs_per_clip"] > 0 and cost["params"] > 900_000
+
+
+def test_accuracy_table_has_cost_columns_blank_without_cost_json():
+    row = {"model": "crnn", "seed": 1, "budget_min": 8, "wall_s": 500.0}
+    row |= {k: 0.5 for k in bench.HEADLINE}
+    costed = {**row, "model": "conformer", "cost/params_total": 2.5e6}
+    costed |= {"cost/macs_per_clip": 1.2e9, "cost/fit_kwh": 0.012, "cost/test_kwh": 3e-4}
+    costed |= {"cost/fit_s": 480.0}
+    results = {"name": "t", "date": "now", "machine": bench.machine_info(torch.device("cpu"))}
+    md = bench.markdown({**results, "accuracy": [costed, row]})
+    head = next(line for line in md.splitlines() if line.startswith("| model | seed"))
+    assert head.endswith("| params | MACs / 10 s clip | train kWh | test kWh | fit time |")
+    lines = [line for line in md.splitlines() if line.startswith(("| conformer", "| crnn"))]
+    assert lines[0].endswith("| 2.5 M | 1.2 G | 0.012 | 0.0003 | 8.0 min |")
+    assert lines[1].endswith("| 0.500 |  |  |  |  |  |")

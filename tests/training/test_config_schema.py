@@ -20,6 +20,7 @@ SCHEMA_GROUPS = {
     "loss term": ("loss: {terms: {strong: {wieght: 2.0}}}", "wieght", []),
     "postprocess": ("postprocess: {treshold: 0.3}", "treshold", []),
     "self_training": ("self_training: {round: 2}", "round", []),
+    "cost": ("cost: {country_iso: DEU}", "country_iso", []),
     "label_constraint": (
         "label_constraint: {lamda: 1.0}",
         "lamda",

@@ -93,6 +93,13 @@ def test_predict_on_a_stereo_44k_25s_file(trained_run, tmp_path):
     assert events["offset"].max() <= 25.0 + 1e-6
     frame_scores = pd.read_csv(scores / "long.tsv", sep="\t")
     assert frame_scores["offset"].iloc[-1] == pytest.approx(25.0, abs=0.07)  # whole file scored
+    cost = json.loads((tmp_path / "pred.cost.json").read_text())  # beside out=pred.tsv
+    assert cost["files"] == 1 and cost["audio_hours"] == pytest.approx(25 / 3600)
+    assert cost["macs_per_clip"] > 0 and cost["params"]["total"] > 0
+    predict = cost["phases"]["predict"]
+    assert predict["wall_s"] > 0 and predict["method"]
+    assert cost["kwh_per_audio_hour"] == pytest.approx(predict["energy_kwh"] * 3600 / 25)
+    assert "kWh per hour of audio" in proc.stdout + proc.stderr
 
 
 def test_typo_in_an_override_is_rejected():

@@ -45,6 +45,17 @@ def logged_history(path: Path) -> dict[str, float]:
     return values
 
 
+def logged_summary(path: Path) -> dict[str, object]:
+    """The run's summary as its records leave it (W&B 0.31 offline writes no
+    ``wandb-summary.json``: the summary is in the transaction log until ``wandb sync``)."""
+    values = {}
+    for record in wandb_records(path):
+        if record.WhichOneof("record_type") == "summary":
+            for item in record.summary.update:
+                values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
+    return values
+
+
 def test_wandb_logger_runs_offline_without_network_or_key(tmp_path, data_dir):
     ensure_data(data_dir, tmp_path)
     unreachable = "http://127.0.0.1:9"  # any connection attempt fails at once
@@ -62,6 +73,14 @@ def test_wandb_logger_runs_offline_without_network_or_key(tmp_path, data_dir):
     history = logged_history(log_file)
     assert {"train/loss_epoch", "val/event_f1", "test/event_f1"} <= set(history)
     assert history["test/event_f1"] == metrics(run)["test/event_f1"]
+    # the run's cost (cost.json) is in the W&B summary
+    cost = json.loads((run / "cost.json").read_text())
+    summary = logged_summary(log_file)
+    assert summary["cost/macs_per_clip"] == cost["macs_per_clip"]
+    assert summary["cost/params_total"] == cost["params"]["total"]
+    assert summary["cost/fit_kwh"] == cost["phases"]["fit"]["energy_kwh"]
+    assert summary["cost/test_s"] == cost["phases"]["test"]["wall_s"]
+    assert summary["cost/energy_method"] == cost["method"]
 
 
 def test_wandb_online_without_a_key_falls_back_to_offline(monkeypatch, tmp_path):
