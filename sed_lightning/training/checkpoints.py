@@ -10,16 +10,12 @@ import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 from torch import nn
 
 from sed_lightning.training.preflight import ConfigError
-
-if TYPE_CHECKING:
-    from sed_lightning.training.module import SEDModule
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +157,14 @@ def val_metrics(path: str | Path) -> dict[str, float]:
 
 
 def load_weights(
-    module: SEDModule, path: str | Path, setting: str, skip_prefixes: Sequence[str] = ()
+    module: nn.Module, path: str | Path, setting: str, skip_prefixes: Sequence[str] = ()
 ) -> None:
     """Load a checkpoint's weights into ``module`` (strict; tensors only).
 
     Args:
-        module: the module to initialise.
+        module: the module to initialise: a
+            :class:`~sed_lightning.training.module.SEDModule` (its ``class_names`` are
+            checked; not imported here: that module imports this one).
         path: a Lightning checkpoint written by sed_lightning.
         setting: the config key that named ``path`` (``init_from``, ``label_constraint.ckpt``),
             quoted in every error.
