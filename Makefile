@@ -18,13 +18,21 @@ ARGS   ?=
 TEST_JOBS ?= auto
 PYTEST := $(PY) -m pytest -n $(TEST_JOBS) --dist loadscope
 export UV_PYTHON_DOWNLOADS := never
+# uv syncs the project's environment, which is ./.venv unless this says otherwise: without it
+# `make install VENV=.venv313` would rebuild .venv and leave $(VENV) empty.
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+# ruff lints and formats every Python file in the repository (benchmarks/, experiments/ too);
+# it skips what .gitignore names, and $(VENV) wherever it is.
+RUFF   := $(VENV)/bin/ruff
+RUFF_PATHS := . --extend-exclude $(VENV)
 
 .PHONY: help install lock train test test-all lint format bench ablations clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@echo "  settings: PYTHON=$(PYTHON) VENV=$(VENV) TEST_JOBS=$(TEST_JOBS) ARGS=... STUDIES=..."
 
-install: $(STAMP)  ## create .venv and install exactly what uv.lock pins, dev tools included (idempotent)
+install: $(STAMP)  ## create the environment (VENV=.venv, PYTHON=python3.11) and install exactly what uv.lock pins, dev tools included (idempotent)
 
 $(STAMP): pyproject.toml uv.lock
 	@[ -n "$(PYTHON_EXE)" ] || { echo "need $(PYTHON) (set PYTHON=...)"; exit 1; }
@@ -53,13 +61,13 @@ test: install  ## run the test suite on every core (slow tests excluded; TEST_JO
 test-all: install  ## run every test, slow ones included
 	$(PYTEST) -m "" $(ARGS)
 
-lint: install  ## ruff lint + format check
-	$(VENV)/bin/ruff check sed_lightning tests
-	$(VENV)/bin/ruff format --check sed_lightning tests
+lint: install  ## ruff lint + format check of every Python file
+	$(RUFF) check $(RUFF_PATHS)
+	$(RUFF) format --check $(RUFF_PATHS)
 
-format: install  ## ruff autofix + format
-	$(VENV)/bin/ruff check --fix sed_lightning tests
-	$(VENV)/bin/ruff format sed_lightning tests
+format: install  ## ruff autofix + format of every Python file
+	$(RUFF) check --fix $(RUFF_PATHS)
+	$(RUFF) format $(RUFF_PATHS)
 
 bench: install  ## speed/cost/accuracy benchmarks -> benchmarks/results/ (ARGS="--name cpu ...")
 	$(PY) -m benchmarks.bench $(ARGS)

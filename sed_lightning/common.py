@@ -3,6 +3,7 @@
 * :data:`HEADLINE_METRICS`: the metrics a run is summed up by (log summary, self-training
   deltas, the report's columns).
 * :func:`plain`: config trees, numpy scalars and NaN as plain Python (for YAML and JSON).
+* :func:`exit_error`: how an entry point stops on an error its user can fix (one line).
 
 Others have their home beside the code that defines them: clip kinds ``KINDS`` in
 :mod:`sed_lightning.data.batch` (their masks: :func:`sed_lightning.data.batch.clip_kind_masks`),
@@ -16,6 +17,7 @@ event-table columns ``STRONG_COLUMNS`` in :mod:`sed_lightning.data.tsv`, audio f
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,3 +48,18 @@ def plain(value: Any, nan: Any = math.nan) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return nan
     return value
+
+
+def exit_error(prefix: str, err: BaseException, one_line: bool = True) -> SystemExit:
+    r"""The ``SystemExit`` an entry point raises for an error its user can fix (a bad
+    setting, a missing or unsafe file): ``prefix: err`` on stderr, on one line unless
+    ``one_line`` is false, exit status 1, no traceback. With ``HYDRA_FULL_ERROR=1`` (Hydra's
+    own switch for complete traces) ``err`` itself is raised instead, with its traceback.
+
+    >>> exit_error("predict", ValueError("ckpt: x.ckpt:\n  refused")).code
+    'predict: ckpt: x.ckpt: refused'
+    """
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        raise err
+    text = " ".join(str(err).split()) if one_line else str(err)
+    return SystemExit(f"{prefix}: {text}")

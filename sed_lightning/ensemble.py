@@ -47,7 +47,7 @@ from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.ensemble import EnsembleError, average_scores
 from sed_lightning.evaluation.scores import write_scores
-from sed_lightning.tune_postprocess import (
+from sed_lightning.postprocessing.tuning import (
     METHOD_FILES,
     SPLIT_FILES,
     SavedSplit,

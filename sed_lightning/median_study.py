@@ -14,7 +14,7 @@ For every run (one per seed) and every median window (frames; seconds = frames x
 hop of the saved scores) the test event/segment F1 (sed_eval) are computed from ``scores/``
 with the run's own threshold and ``min_duration``; row ``tuned`` applies the per-class
 windows, thresholds and minimum durations tuned on the run's ``val_scores/`` over the grids
-(:func:`sed_lightning.tune_postprocess.tune`) to test. The reference is the run's own
+(:func:`sed_lightning.postprocessing.tuning.tune`) to test. The reference is the run's own
 configured window (row ``configured`` when that is a per-class mapping). Writes into
 ``--out``: ``runs.csv`` (one row per run and window), ``results.csv`` / ``results.md``
 (mean ± std over runs; paired t-test, ``scipy.stats.ttest_rel``, against the reference;
@@ -39,7 +39,7 @@ from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.metrics import sed_eval_metrics
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.postprocessing import resolve_per_class, window_in_frames
-from sed_lightning.tune_postprocess import (
+from sed_lightning.postprocessing.tuning import (
     DEFAULT_GRID,
     MedianGrid,
     SavedSplit,

@@ -38,6 +38,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
+from sed_lightning.common import exit_error
 from sed_lightning.config import register_resolvers
 from sed_lightning.inference import journal
 from sed_lightning.inference.files import AudioFileDataset, audio_files, collate_files
@@ -182,7 +183,7 @@ def main(cfg: DictConfig) -> None:
     try:
         n_failed = predict(cfg)
     except (FileNotFoundError, ValueError) as err:  # bad paths or checkpoint: no traceback
-        raise SystemExit(f"predict: {err}") from None
+        raise exit_error("predict", err) from None
     if n_failed:
         raise SystemExit(EXIT_SOME_FAILED)
 

@@ -21,6 +21,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig
 
+from sed_lightning.common import exit_error
 from sed_lightning.config import register_configs
 from sed_lightning.data.validation import DataValidationError
 from sed_lightning.models.weights import WeightsError
@@ -150,11 +151,11 @@ def main(cfg: DictConfig) -> float | None:
         else:
             metrics = train(cfg)
     except ConfigError as err:  # one line naming the key, no traceback
-        raise SystemExit(f"config error: {err}") from None
+        raise exit_error("config error", err) from None
     except DataValidationError as err:  # every bad file and TSV row, no traceback
-        raise SystemExit(f"data error: {err}") from None
+        raise exit_error("data error", err, one_line=False) from None
     except WeightsError as err:  # one line naming the weights file
-        raise SystemExit(f"weights error: {err}") from None
+        raise exit_error("weights error", err) from None
     # the tested (best) checkpoint's validation metric (see train)
     return metrics.get(cfg.optimized_metric) if cfg.optimized_metric else None
 

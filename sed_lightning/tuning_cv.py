@@ -8,7 +8,7 @@ Usage::
         [--min-durations 0 ... 1.0]
     (also: python -m sed_lightning.tuning_cv RUN_DIR ...)
 
-:func:`sed_lightning.tune_postprocess.tune` picks each class's median window, threshold and
+:func:`sed_lightning.postprocessing.tuning.tune` picks each class's median window, threshold and
 minimum duration on
 a run's validation scores (``--method sebbs``: cSEBBs' step filter, merge and detection
 thresholds), so its validation F1 is in-sample. Here the validation clips (``val_scores/``,
@@ -16,9 +16,9 @@ sorted audio ids) are split into k folds (clip i in fold i % k, :func:`fold_spli
 each fold every tuning method of ``--methods`` (:data:`TUNERS`; default ``median``) is tuned
 on the other folds (the same tuning and grids as ``tune_postprocess``, the run's own
 post-processing as the median tuning's base,
-:func:`~sed_lightning.tune_postprocess.run_postprocess`) and the held-out fold is decoded by
+:func:`~sed_lightning.postprocessing.tuning.run_postprocess`) and the held-out fold is decoded by
 the run's own decoder (``default``) and by each tuned one: macro event-based F1 (sed_eval,
-the tuning's settings, :func:`~sed_lightning.tune_postprocess.class_event_f1`) over the
+the tuning's settings, :func:`~sed_lightning.postprocessing.tuning.class_event_f1`) over the
 classes with reference events in that fold. A run's figure is the mean over its folds
 (folds without reference events are left out); over runs, mean ± std (ddof=1) and a paired
 t-test (``scipy.stats.ttest_rel``; n/a with fewer than 2 runs) of each method against
@@ -48,7 +48,7 @@ from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.metrics import ground_truth_events
 from sed_lightning.evaluation.tables import fmt_cell, fmt_mean_std, paired_ttest_p
-from sed_lightning.tune_postprocess import (
+from sed_lightning.postprocessing.tuning import (
     DEFAULT_GRID,
     MedianGrid,
     SavedSplit,

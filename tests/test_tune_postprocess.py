@@ -24,8 +24,7 @@ from sed_lightning.evaluation.metrics import sed_eval_metrics
 from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
 from sed_lightning.median_study import study
 from sed_lightning.postprocessing import PostProcessor
-from sed_lightning.training.preflight import check_postprocess
-from sed_lightning.tune_postprocess import (
+from sed_lightning.postprocessing.tuning import (
     SPLIT_FILES,
     MedianGrid,
     SavedSplit,
@@ -35,11 +34,12 @@ from sed_lightning.tune_postprocess import (
     events_by_class,
     filtered_psds,
     load_split,
-    main,
     run_postprocess,
     threshold_events,
     tune_run,
 )
+from sed_lightning.training.preflight import check_postprocess
+from sed_lightning.tune_postprocess import main
 from tests.conftest import CLASSES, ROOT, compose_train
 
 HOP = 0.1

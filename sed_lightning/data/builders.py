@@ -11,8 +11,6 @@ from typing import Any
 from sed_lightning.common import plain
 from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.datasets import SetSource
-from sed_lightning.data.labels import LabelEncoder
-from sed_lightning.data.online import OnlineSoundscapes
 from sed_lightning.data.procedural import build_event_bank
 from sed_lightning.data.sources import EventBank
 from sed_lightning.data.synthesis import (
@@ -45,7 +43,7 @@ class SoundscapeBuilder:
             ``metadata.csv`` (:class:`~sed_lightning.data.backgrounds.BackgroundBank`);
             ``soundscape.recorded_share`` of the clips use it. ``None``: generated only.
         online: render the sets fed by ``train`` sources anew every epoch
-            (:class:`~sed_lightning.data.online.OnlineSoundscapes`) instead of writing
+            (:meth:`~sed_lightning.data.online.OnlineSoundscapes.from_builder`) instead of writing
             them once; validation and test sets stay fixed files.
         sources_per_class: every set fed by ``train`` sources uses only this many of
             each class's train sources, drawn with ``sources_seed`` (a learning curve over
@@ -127,14 +125,6 @@ class SoundscapeBuilder:
             PROCEDURAL_BACKGROUNDS[cfg.procedural_background],
             self.backgrounds(),
             spec.splits,
-        )
-
-    def online_dataset(
-        self, name: str, encoder: LabelEncoder, recipe_dir: str | None = None
-    ) -> OnlineSoundscapes:
-        spec = self.spec(name)
-        return OnlineSoundscapes(
-            self.maker(name), spec.kind, spec.n_clips, spec.seed, encoder, name, recipe_dir
         )
 
     def bank(self) -> EventBank:

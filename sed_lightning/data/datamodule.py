@@ -16,7 +16,7 @@ from sed_lightning.data.batch import SEDBatch
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.datasets import SEDDataset, SetSource, kind_groups
 from sed_lightning.data.labels import LabelEncoder
-from sed_lightning.data.online import BUILDER_FILE
+from sed_lightning.data.online import BUILDER_FILE, OnlineSoundscapes
 from sed_lightning.data.sampler import (
     EvalShardSampler,
     MixedKindBatchSampler,
@@ -184,7 +184,9 @@ class SEDDataModule(L.LightningDataModule):
                     (recipe_dir / BUILDER_FILE).write_text(
                         json.dumps(self.synthesis.settings, indent=2) + "\n"
                     )
-            self.datasets[name] = self.synthesis.online_dataset(name, self.encoder, recipe_dir)
+            self.datasets[name] = OnlineSoundscapes.from_builder(
+                self.synthesis, name, self.encoder, recipe_dir
+            )
             log.info("%s: %d clips rendered anew every epoch", name, len(self.datasets[name]))
         if name not in self.datasets:
             self.validate([name])

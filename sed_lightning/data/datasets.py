@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,26 +13,18 @@ from torch.utils.data import Dataset
 from sed_lightning.data.audio import fix_length, load_audio
 from sed_lightning.data.batch import KINDS, clip_item
 from sed_lightning.data.labels import LabelEncoder
-from sed_lightning.data.validation import AUDIO_SUFFIXES, ValidationReport, validate_set
+from sed_lightning.data.validation import (
+    AUDIO_SUFFIXES,
+    SetSource,
+    ValidationReport,
+    validate_set,
+)
 
+# SetSource is defined beside the validation that reads it (no import circle); it is
+# still importable from here
 __all__ = ["AUDIO_SUFFIXES", "SEDDataset", "SetSource", "kind_groups"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SetSource:
-    """Where one set lives: its audio folder, the label file its kind reads, durations.
-
-    ``labels`` is a strong TSV for ``kind="strong"``, a weak TSV for ``kind="weak"`` and
-    unused for ``kind="unlabeled"``. The clip list comes from ``durations`` when given
-    (so clips without events are kept), else from the label file, else from the folder.
-    """
-
-    kind: str
-    audio_dir: str
-    labels: str | None = None
-    durations: str | None = None
 
 
 class SEDDataset(Dataset):

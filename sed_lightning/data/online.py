@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
+from sed_lightning.data.audio import save_audio
 from sed_lightning.data.batch import clip_item
+from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.data.synthesis import ClipMaker
 
@@ -65,6 +67,20 @@ class OnlineSoundscapes(Dataset):
         self.encoder, self.name = encoder, name
         self.recipe_dir = Path(recipe_dir) / name if recipe_dir is not None else None
         self._epoch = multiprocessing.Value("q", 0, lock=False)
+
+    @classmethod
+    def from_builder(
+        cls,
+        builder: SoundscapeBuilder,
+        name: str,
+        encoder: LabelEncoder,
+        recipe_dir: str | os.PathLike | None = None,
+    ) -> OnlineSoundscapes:
+        """Set ``name`` of ``builder`` (its clip maker, kind, size and seed), made online."""
+        spec = builder.spec(name)
+        return cls(
+            builder.maker(name), spec.kind, spec.n_clips, spec.seed, encoder, name, recipe_dir
+        )
 
     def __len__(self) -> int:
         return self.n_clips
@@ -110,9 +126,6 @@ class OnlineSoundscapes(Dataset):
 
 def main(argv: list[str] | None = None) -> int:
     """Re-render one training clip of a run from its config: ``RUN_DIR SET EPOCH INDEX OUT``."""
-    from sed_lightning.data.audio import save_audio
-    from sed_lightning.data.builders import SoundscapeBuilder
-
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("run_dir", type=Path)
     p.add_argument("set")

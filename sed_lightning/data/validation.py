@@ -47,7 +47,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -68,15 +67,13 @@ from sed_lightning.data.tsv import (
     parse_weak_tsv,
 )
 
-if TYPE_CHECKING:
-    from sed_lightning.data.datasets import SetSource
-
 __all__ = [
     "AUDIO_SUFFIXES",
     "ON_BAD_FILE",
     "DataValidationError",
     "Note",
     "Problem",
+    "SetSource",
     "ValidationReport",
     "enforce",
     "validate_set",
@@ -91,6 +88,21 @@ SKIPPED_TSV = "skipped.tsv"
 _EPS = 1e-9
 
 Event = tuple[float, float, str]
+
+
+@dataclass
+class SetSource:
+    """Where one set lives: its audio folder, the label file its kind reads, durations.
+
+    ``labels`` is a strong TSV for ``kind="strong"``, a weak TSV for ``kind="weak"`` and
+    unused for ``kind="unlabeled"``. The clip list comes from ``durations`` when given
+    (so clips without events are kept), else from the label file, else from the folder.
+    """
+
+    kind: str
+    audio_dir: str
+    labels: str | None = None
+    durations: str | None = None
 
 
 @dataclass(frozen=True)

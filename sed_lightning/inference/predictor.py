@@ -25,7 +25,7 @@ from sed_lightning.inference.windows import (
 )
 from sed_lightning.postprocessing import PostProcessor, decoder_settings
 from sed_lightning.training.build import build_module, label_encoder
-from sed_lightning.training.checkpoints import upgrade_checkpoint
+from sed_lightning.training.checkpoints import read_checkpoint, upgrade_checkpoint
 from sed_lightning.training.module import SEDModule
 
 log = logging.getLogger(__name__)
@@ -189,9 +189,9 @@ class Predictor:
 
 def _load_checkpoint(ckpt_path: str | Path) -> tuple[Any, SEDModule]:
     """A run's config and module, rebuilt from its checkpoint."""
-    # weights_only: tensors and plain containers only, never pickled code.
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    if "sed_config" not in ckpt:
+    # tensors and plain containers only, never pickled code (a ConfigError naming the file)
+    ckpt = read_checkpoint(ckpt_path, "ckpt")
+    if not isinstance(ckpt, dict) or "sed_config" not in ckpt:
         raise ValueError(f"{ckpt_path} is not a sed_lightning checkpoint (no sed_config)")
     cfg = OmegaConf.create(ckpt["sed_config"])
     module = build_module(cfg)

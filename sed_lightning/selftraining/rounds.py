@@ -29,7 +29,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -51,10 +51,17 @@ log = logging.getLogger(__name__)
 
 PSEUDO_SET = "pseudo_weak"
 
-if TYPE_CHECKING:
-    from sed_lightning.train import RunResult
 
-RunFn = Callable[[DictConfig], "RunResult"]
+class RunResult(Protocol):
+    """What one round's run gives back (:class:`sed_lightning.train.RunResult` is one):
+    its metrics and its best checkpoint (``""``: none). Declared here, not imported, so that
+    ``train`` can import this module without an import circle."""
+
+    metrics: dict[str, float]
+    best_checkpoint: str
+
+
+RunFn = Callable[[DictConfig], RunResult]
 # How long a process other than rank 0 waits for rank 0's pseudo-labels without a process group.
 WAIT_S = float(os.environ.get("SED_SELFTRAINING_WAIT_S", 3600))
 

@@ -10,16 +10,12 @@ import pickle
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
 from torch import nn
 
 from sed_lightning.training.preflight import ConfigError
-
-if TYPE_CHECKING:
-    from sed_lightning.training.module import SEDModule
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +54,9 @@ _BLOCK_RENAMES = (
 _LEGACY_BLOCK = re.compile(r"\.conformer\.conformer_layers\.(\d+)\.")
 # Layout 1's front end saved its window and filterbank; LogMelFrontend derives them.
 _LEGACY_DERIVED = {"mel.spectrogram.window": "window", "mel.mel_scale.fb": "filterbank"}
+# How torch.load(weights_only=True) refuses a pickled object (a function, a class, an
+# instance): it names the GLOBAL (not allowed, or its module blocked) or asks for an allowlist.
+_UNSAFE = re.compile(r"GLOBAL (\S+)|allowlisted|reduce for unrecognized function")
 
 
 def upgrade_state_dict(
@@ -124,21 +123,31 @@ def read_checkpoint(path: str | Path, setting: str = "checkpoint") -> dict:
     anything when loaded). Every checkpoint this project writes loads this way.
 
     Raises:
-        ConfigError: no such file, not a torch file, or a file carrying other objects (e.g.
-            a pickled callable); the message names ``setting`` and the file.
+        ConfigError: no such file, not a torch file (damaged, truncated, empty), or a file
+            carrying other objects (e.g. a pickled callable); the message is one line naming
+            ``setting`` and the file.
     """
     if not Path(path).is_file():
         raise ConfigError(f"{setting}: no checkpoint file {path}")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # objects beyond tensors and plain containers
-        why = next((x for x in str(err).splitlines() if "WeightsUnpickler" in x), "")
+    except pickle.UnpicklingError as err:
+        unsafe = _UNSAFE.search(str(err))
+        if unsafe is None:  # not a pickle torch writes: damaged or not a checkpoint
+            raise ConfigError(
+                f"{setting}: {path}: not a readable checkpoint (damaged, or not a torch file)"
+            ) from err
+        what = f": {unsafe.group(1)}" if unsafe.group(1) else ""
         raise ConfigError(
-            f"{setting}: refused to load {path}: it holds objects other than tensors and "
-            f"plain containers, which could run code when loaded. {why}".rstrip()
+            f"{setting}: {path}: checkpoint refused as unsafe to load (it holds pickled code, "
+            f"not only tensors{what}; loading it could run code)"
         ) from err
-    except Exception as err:  # not a torch file, truncated, ...
-        raise ConfigError(f"{setting}: cannot read {path}: {err}") from err
+    except Exception as err:  # not a torch file, truncated, empty, ...
+        why = str(err).split(". ")[0].strip() or type(err).__name__
+        raise ConfigError(
+            f"{setting}: {path}: not a readable checkpoint (damaged, truncated or not a "
+            f"torch file: {' '.join(why.split())})"
+        ) from err
 
 
 def best_checkpoint(trainer: L.Trainer, fallback_last: bool = False) -> str:
@@ -161,12 +170,14 @@ def val_metrics(path: str | Path) -> dict[str, float]:
 
 
 def load_weights(
-    module: SEDModule, path: str | Path, setting: str, skip_prefixes: Sequence[str] = ()
+    module: nn.Module, path: str | Path, setting: str, skip_prefixes: Sequence[str] = ()
 ) -> None:
     """Load a checkpoint's weights into ``module`` (strict; tensors only).
 
     Args:
-        module: the module to initialise.
+        module: the module to initialise: a
+            :class:`~sed_lightning.training.module.SEDModule` (its ``class_names`` are
+            checked; not imported here: that module imports this one).
         path: a Lightning checkpoint written by sed_lightning.
         setting: the config key that named ``path`` (``init_from``, ``label_constraint.ckpt``),
             quoted in every error.

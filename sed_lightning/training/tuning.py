@@ -2,7 +2,7 @@
 ``postprocess=sebbs``): tune the decoder on the run's VALIDATION scores, then score the test
 once with it.
 
-The work is :func:`sed_lightning.tune_postprocess.tune_and_test`, what
+The work is :func:`sed_lightning.postprocessing.tuning.tune_and_test`, what
 ``python -m sed_lightning.tune_postprocess RUN_DIR [--method sebbs]`` does, on the files the
 run has just written (``val_scores/`` from :func:`~sed_lightning.training.evaluation.save_val_scores`,
 then ``scores/`` of the test): the same files come out (``postprocess_tuned.yaml`` +
@@ -70,7 +70,7 @@ def tune_after_test(
             method,
         )
         return {}
-    from sed_lightning.tune_postprocess import METHOD_FILES, tune_and_test
+    from sed_lightning.postprocessing.tuning import METHOD_FILES, tune_and_test
 
     run_dir = Path(val_dir)
     settings_file, metrics_file = METHOD_FILES[method]

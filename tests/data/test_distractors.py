@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from sed_lightning.data.distractors import Distractors, render_distractors
+from sed_lightning.data.online import OnlineSoundscapes
 from sed_lightning.data.synthesis import SoundscapeConfig, _config_content
 from tests.data.test_online import _builder, _encoder
 
@@ -58,9 +59,11 @@ def test_a_target_class_cannot_be_a_distractor(tmp_path, tiny_bank_dir):
 
 
 def test_distractors_leave_the_labels_and_re_render_bit_for_bit(tmp_path, tiny_bank_dir):
-    plain = _builder(tmp_path, tiny_bank_dir).online_dataset("train_strong", _encoder())
+    plain = OnlineSoundscapes.from_builder(
+        _builder(tmp_path, tiny_bank_dir), "train_strong", _encoder()
+    )
     with_them = _builder(tmp_path, tiny_bank_dir, distractors=NON_TARGET)
-    ds = with_them.online_dataset("train_strong", _encoder())
+    ds = OnlineSoundscapes.from_builder(with_them, "train_strong", _encoder())
     for i in range(len(ds)):
         before, recipe = plain.recipe(i, epoch=0), ds.recipe(i, epoch=0)
         assert "distractors" not in before  # off: the recipe as before

@@ -12,6 +12,7 @@ import pytest
 from sed_lightning.data.audio import load_audio
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
+from sed_lightning.data.online import OnlineSoundscapes
 from sed_lightning.data.online import main as rerender
 from sed_lightning.data.procedural import generate_ambience, generate_background, generate_textures
 from sed_lightning.data.sources import EventBank
@@ -47,9 +48,11 @@ def test_online_sets_are_new_each_epoch_and_deterministic(tmp_path, tiny_bank_di
     sources = builder.build()
     assert set(sources) == {"validation"}  # only the fixed set is written
     assert builder.is_online("train_strong") and not builder.is_online("validation")
-    ds = builder.online_dataset("train_strong", _encoder(), recipe_dir=str(tmp_path / "rec"))
+    ds = OnlineSoundscapes.from_builder(
+        builder, "train_strong", _encoder(), recipe_dir=str(tmp_path / "rec")
+    )
     first = [ds[i]["audio"] for i in range(len(ds))]
-    again = builder.online_dataset("train_strong", _encoder())
+    again = OnlineSoundscapes.from_builder(builder, "train_strong", _encoder())
     for i in range(len(ds)):
         np.testing.assert_array_equal(first[i], again[i]["audio"])  # (seed, epoch, index)
     ds.set_epoch(1)
@@ -71,7 +74,7 @@ def test_a_recipe_re_renders_its_clip_bit_for_bit(tmp_path, tiny_bank_dir):
     builder = _builder(
         tmp_path, tiny_bank_dir, variation=variation, procedural_background="ambience"
     )
-    ds = builder.online_dataset("train_strong", _encoder())
+    ds = OnlineSoundscapes.from_builder(builder, "train_strong", _encoder())
     ds.set_epoch(3)
     item = ds[4]
     recipe = ds.recipe(4, epoch=3)
@@ -94,8 +97,10 @@ def test_background_variation_re_renders_bit_for_bit_and_leaves_the_events(tmp_p
     def builder(**soundscape):
         return _builder(tmp_path, tiny_bank_dir, backgrounds, recorded_share=0.5, **soundscape)
 
-    ds = builder(background_variation=varied).online_dataset("train_strong", _encoder())
-    plain = builder().online_dataset("train_strong", _encoder())
+    ds = OnlineSoundscapes.from_builder(
+        builder(background_variation=varied), "train_strong", _encoder()
+    )
+    plain = OnlineSoundscapes.from_builder(builder(), "train_strong", _encoder())
     kinds = set()
     for i in range(len(ds)):
         recipe = json.loads(json.dumps(ds.recipe(i, epoch=0)))
@@ -117,7 +122,7 @@ def test_rerender_command_from_a_run_folder(tmp_path, tiny_bank_dir):
     run = tmp_path / "run"
     (run / "recipes").mkdir(parents=True)
     (run / "recipes" / "builder.json").write_text(json.dumps(builder.settings))
-    ds = builder.online_dataset("train_strong", _encoder())
+    ds = OnlineSoundscapes.from_builder(builder, "train_strong", _encoder())
     ds.set_epoch(2)
     expected = ds[5]["audio"]
     assert rerender([str(run), "train_strong", "2", "5", str(tmp_path / "clip.wav")]) == 0

@@ -11,6 +11,7 @@ import pytest
 
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
+from sed_lightning.data.online import OnlineSoundscapes
 from sed_lightning.data.procedural import build_event_bank
 from sed_lightning.data.sources import EventBank, EventSource, per_class_subset
 from sed_lightning.data.synthesis import SetSpec, synthesize_set
@@ -142,7 +143,7 @@ def test_builder_subsets_the_training_sets_never_validation_and_online_clips_fol
     allowed = {s.path.name for s in builder.spec("train_strong").sources(bank)}
     encoder = LabelEncoder(list(TINY_CLASSES), frame_hop=0.04, n_frames=50)
     rec = tmp_path / "recipes"
-    ds = builder.online_dataset("train_strong", encoder, recipe_dir=str(rec))
+    ds = OnlineSoundscapes.from_builder(builder, "train_strong", encoder, recipe_dir=str(rec))
     for epoch in (0, 1):
         ds.set_epoch(epoch)
         for i in range(len(ds)):

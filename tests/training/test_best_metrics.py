@@ -67,7 +67,9 @@ def test_resuming_from_a_crafted_checkpoint_is_refused_naming_the_file(
     crafted = tmp_path / "crafted.ckpt"
     torch.save(checkpoint, crafted)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"ckpt_path: refused to load .*crafted\.ckpt"):
+    with pytest.raises(
+        ConfigError, match=r"ckpt_path: .*crafted\.ckpt: checkpoint refused as unsafe"
+    ):
         read_checkpoint(crafted, "ckpt_path")
     cfg = finalize(compose_train([f"ckpt_path={crafted}"]), tmp_path / "run", data_dir)
     with pytest.raises(ConfigError, match=r"crafted\.ckpt.*could run code"):

@@ -109,7 +109,7 @@ def test_a_bad_weights_file_stops_the_run_with_one_line(tmp_path, data_dir):
             f"paths.data_dir={data_dir}",
         ],
         cwd=ROOT,
-        env=env(),
+        env=env(HYDRA_FULL_ERROR="0"),  # the one-line form, not the debug trace
         capture_output=True,
         text=True,
         timeout=300,

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-import sed_lightning.tune_postprocess as tp
+import sed_lightning.postprocessing.tuning as tp
 from sed_lightning.common import plain
 from sed_lightning.inference import Predictor
 from sed_lightning.train import train
