@@ -7,7 +7,6 @@ import json
 from functools import partial
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import soxr
@@ -16,6 +15,7 @@ import torch
 from sed_lightning.features.efficientat import EfficientATFrontend
 from sed_lightning.models.efficientat import EfficientATCNN
 from sed_lightning.models.mobilenet import MobileNetV3
+from sed_lightning.models.pooling import MeanPooling
 from sed_lightning.models.sed import SEDModel
 from sed_lightning.models.weights import WeightsError, resolve_weights, sha256_of
 from sed_lightning.training.finetune import make_optimizer, set_epoch
@@ -132,13 +132,8 @@ def test_output_frames_follow_the_front_end_and_time_stride(seconds):
 
 
 def make_model(**cnn) -> SEDModel:
-    def encoder(in_features):
-        lin = torch.nn.Linear(in_features, 16)
-        lin.out_features = 16
-        return lin
-
-    from sed_lightning.models.pooling import MeanPooling
-
+    """The trunk, a linear "encoder" (``nn.Linear`` has ``out_features``), mean pooling."""
+    encoder = partial(torch.nn.Linear, out_features=16)
     return SEDModel(3, 128, partial(EfficientATCNN, **cnn), encoder, MeanPooling)
 
 
@@ -172,7 +167,7 @@ def test_without_factors_the_optimizer_is_built_as_before():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
     optimizer = make_optimizer(partial(torch.optim.SGD, lr=0.1), model)
     assert len(optimizer.param_groups) == 1 and optimizer.param_groups[0]["lr"] == 0.1
-    assert np.isclose(sum(p.numel() for p in optimizer.param_groups[0]["params"]), 9)
+    assert sum(p.numel() for p in optimizer.param_groups[0]["params"]) == 9
 
 
 def test_a_fine_branch_sets_the_frame_rate_and_joins_the_interpolated_trunk():
