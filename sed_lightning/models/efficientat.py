@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sed_lightning.models.mobilenet import MobileNetV3
-from sed_lightning.models.weights import WeightsError, load_strict, read_state_dict, resolve_weights
+from sed_lightning.models.weights import load_strict, read_state_dict, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -162,5 +162,3 @@ class EfficientATCNN(nn.Module):
         fine = self.fine_branch(x)[:, :n_frames]  # (batch, n_frames, branch features)
         return torch.cat([self.dropout(coarse.transpose(1, 2)), fine], dim=-1)
 
-
-__all__ = ["EfficientATCNN", "WeightsError"]
