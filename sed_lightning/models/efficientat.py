@@ -161,4 +161,3 @@ class EfficientATCNN(nn.Module):
         coarse = F.interpolate(out, size=n_frames, mode="linear", align_corners=False)
         fine = self.fine_branch(x)[:, :n_frames]  # (batch, n_frames, branch features)
         return torch.cat([self.dropout(coarse.transpose(1, 2)), fine], dim=-1)
-
