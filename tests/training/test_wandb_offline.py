@@ -35,23 +35,15 @@ def wandb_records(path: Path):
             yield record
 
 
-def logged_history(path: Path) -> dict[str, float]:
-    """The last value of every key in the run's history."""
+def logged(path: Path, kind: str) -> dict[str, object]:
+    """The last value of every key of the run's ``history`` (per-step metrics) or
+    ``summary`` records. W&B 0.31 offline writes no ``wandb-summary.json``: the summary is
+    in the transaction log until ``wandb sync``."""
     values = {}
     for record in wandb_records(path):
-        if record.WhichOneof("record_type") == "history":
-            for item in record.history.item:
-                values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-    return values
-
-
-def logged_summary(path: Path) -> dict[str, object]:
-    """The run's summary as its records leave it (W&B 0.31 offline writes no
-    ``wandb-summary.json``: the summary is in the transaction log until ``wandb sync``)."""
-    values = {}
-    for record in wandb_records(path):
-        if record.WhichOneof("record_type") == "summary":
-            for item in record.summary.update:
+        if record.WhichOneof("record_type") == kind:
+            items = record.history.item if kind == "history" else record.summary.update
+            for item in items:
                 values[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
     return values
 
@@ -70,12 +62,12 @@ def test_wandb_logger_runs_offline_without_network_or_key(tmp_path, data_dir):
     run = tmp_path / "run"
     run_train(run, data_dir, "logger=wandb", env=offline_env, timeout=120)
     (log_file,) = (run / "wandb").glob("offline-run-*/run-*.wandb")
-    history = logged_history(log_file)
+    history = logged(log_file, "history")
     assert {"train/loss_epoch", "val/event_f1", "test/event_f1"} <= set(history)
     assert history["test/event_f1"] == metrics(run)["test/event_f1"]
     # the run's cost (cost.json) is in the W&B summary
     cost = json.loads((run / "cost.json").read_text())
-    summary = logged_summary(log_file)
+    summary = logged(log_file, "summary")
     assert summary["cost/macs_per_clip"] == cost["macs_per_clip"]
     assert summary["cost/params_total"] == cost["params"]["total"]
     assert summary["cost/fit_kwh"] == cost["phases"]["fit"]["energy_kwh"]
