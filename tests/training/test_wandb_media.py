@@ -17,7 +17,7 @@ from sed_lightning.evaluation.scores import read_scores
 from sed_lightning.inference import Predictor
 from sed_lightning.training.wandb_media import log_results_table
 from tests.training.runs import ensure_data, env, run_train
-from tests.training.test_wandb_offline import logged_history, wandb_records
+from tests.training.wandb_log import logged, wandb_records
 
 UNREACHABLE = "http://127.0.0.1:9"  # any connection attempt fails at once
 
@@ -53,7 +53,7 @@ def config_keys(log_file: Path) -> set[str]:
 def test_offline_run_holds_config_tables_and_timelines(wandb_run):
     (offline,) = (wandb_run / "wandb").glob("offline-run-*")
     (log_file,) = offline.glob("run-*.wandb")
-    history = logged_history(log_file)
+    history = logged(log_file, "history")
     assert {"val/event_f1", "test/event_f1"} <= set(history)
     assert history["val/per_class_f1/_type"] == "table-file"
     assert history["test/per_class_f1/_type"] == "table-file"
