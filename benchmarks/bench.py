@@ -74,7 +74,7 @@ HEADLINE = ("event_f1", "segment_f1", "psds1", "psds2", "clip_map")
 def compose_config(overrides: Sequence[str] = ()) -> Any:
     register_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "sed_lightning" / "conf"), version_base="1.3"):
         return compose(config_name="train", overrides=list(overrides))
 
 

@@ -26,6 +26,7 @@ class PathsConfig:
     root_dir: str = MISSING
     data_dir: str = MISSING
     output_dir: str = MISSING
+    shared_dir: str = MISSING
 
 
 @dataclass

@@ -90,7 +90,7 @@ def evaluate_files(
     return results
 
 
-@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     classes = OmegaConf.to_container(cfg.classes) if cfg.classes is not None else None
     try:

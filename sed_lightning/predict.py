@@ -178,7 +178,7 @@ def write_cost(cost: RunCost, out: Path, records: dict, todo: list) -> None:
     )
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra.main(version_base="1.3", config_path="conf", config_name="predict")
 def main(cfg: DictConfig) -> None:
     try:
         n_failed = predict(cfg)

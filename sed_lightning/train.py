@@ -142,7 +142,7 @@ def write_cost(cost: RunCost, cfg: DictConfig, trainer: L.Trainer) -> None:
     add_to_run_info(cfg.paths.output_dir, "cost", {"file": path.name, **cost.flat()})
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     write_run_info(cfg)  # run_info.json: package versions, overrides, start time
     try:

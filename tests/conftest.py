@@ -26,7 +26,7 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
 
 
-CONF = str(ROOT / "conf")
+CONF = str(ROOT / "sed_lightning" / "conf")
 CLASSES = ["alarm", "speech", "knock", "water", "engine", "dog_bark"]
 
 # Everything small: 3 s clips, a handful of clips per set, a tiny network.

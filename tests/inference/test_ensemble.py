@@ -72,7 +72,7 @@ def test_predict_with_a_checkpoint_list_and_a_tuned_decoder_file(tmp_path):
     out = tmp_path / "events.tsv"
     register_resolvers()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "sed_lightning" / "conf"), version_base="1.3"):
         cfg = compose(
             config_name="predict",
             overrides=[

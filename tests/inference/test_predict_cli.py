@@ -71,7 +71,7 @@ def predict_here(audio: Path, out: Path, *overrides: str) -> int:
 
     register_resolvers()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(ROOT / "sed_lightning" / "conf"), version_base="1.3"):
         cfg = compose(config_name="predict", overrides=predict_overrides(audio, out, *overrides))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

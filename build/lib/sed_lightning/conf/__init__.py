@@ -1,0 +1,1 @@
+"""The built-in Hydra configs (shipped in the wheel; a Hydra search path adds a user's own)."""
