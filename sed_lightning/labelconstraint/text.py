@@ -269,11 +269,22 @@ def load_label_features(path: str | Path, class_names: Sequence[str]) -> LabelFe
     path = Path(path)
     if path.suffix != ".pt" or not path.is_file():
         raise FileNotFoundError(f"no .pt file {path}")
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # unsafe pickle, truncated or not a torch file: say which
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # torch colours its advice
+        first = text.split(". ")[0].splitlines()[0] if text else type(err).__name__
+        raise ValueError(
+            f"{path}: not a tensor file torch loads with weights_only ({first})"
+        ) from None
     if isinstance(saved, dict):
+        if "features" not in saved:
+            raise ValueError(f"{path}: a dict without 'features' (keys: {sorted(saved)})")
         features, names = saved["features"], saved.get("class_names")
     else:
         features, names = saved, None
+    if not isinstance(features, torch.Tensor):
+        raise ValueError(f"{path}: label features must be a tensor, got {type(features).__name__}")
     if names is not None:
         if sorted(names) != sorted(class_names):
             raise ValueError(f"{path}: features for classes {names}, the run has {class_names}")

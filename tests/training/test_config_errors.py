@@ -3,10 +3,12 @@ with one message that names the key."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from sed_lightning.train import train
 from sed_lightning.training.preflight import ConfigError
@@ -105,3 +107,35 @@ def test_bad_user_data_stops_before_training_with_every_problem(tmp_path):
     assert "data error" in proc.stderr and "Traceback" not in proc.stderr
     assert f"{strong} line 3" in proc.stderr and f"{strong} line 4" in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing trained
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"no \.pt file .*missing\.pt"),
+        ("pickle", r"features\.pt: not a tensor file torch loads with weights_only"),
+        ("dict", r"features\.pt: a dict without 'features'"),
+        ("bytes", r"features\.pt: not a tensor file"),
+    ],
+)
+def test_a_bad_label_feature_file_is_one_config_error(content, message, tmp_path):
+    """``label_constraint.text_model_path``: missing, unsafe (a pickled object), the wrong
+    dict or not a torch file at all: one ConfigError naming the key and the file."""
+    path = tmp_path / ("missing.pt" if content is None else "features.pt")
+    if content == "pickle":
+        torch.save({"features": argparse.Namespace(rows=5)}, path)  # needs full unpickling
+    elif content == "dict":
+        torch.save({"feats": torch.zeros(6, 2)}, path)
+    elif content == "bytes":
+        path.write_bytes(b"not a zip file")
+    data = tmp_path / "data"
+    data.mkdir()
+    overrides = [
+        "+experiment=label_constraint",
+        "backbone=scratch",  # no pretrained weights to read
+        f"label_constraint.text_model_path={path}",
+    ]
+    cfg = finalize(compose_train(overrides, tiny=False), tmp_path / "run", data)
+    with pytest.raises(ConfigError, match="label_constraint.text_model_path: .*" + message):
+        train(cfg)
+    assert not any(data.iterdir()) and not (tmp_path / "run" / "checkpoints").exists()
