@@ -33,12 +33,12 @@ from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.conditions import FIGURES, metrics_by_condition, read_conditions
 from sed_lightning.evaluation.tables import fmt_mean_std
 from sed_lightning.postprocessing.tuning import (
-    METHOD_FILES,
     decode,
     load_split,
     read_postprocess,
     run_postprocess,
 )
+from sed_lightning.run_files import METHOD_FILES
 
 DECODERS = ("own", "tuned")
 

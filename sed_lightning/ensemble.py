@@ -48,8 +48,6 @@ from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.ensemble import EnsembleError, average_scores
 from sed_lightning.evaluation.scores import write_scores
 from sed_lightning.postprocessing.tuning import (
-    METHOD_FILES,
-    SPLIT_FILES,
     SavedSplit,
     evaluate_split,
     evaluate_tuned,
@@ -58,8 +56,15 @@ from sed_lightning.postprocessing.tuning import (
     tune_run,
     versions,
 )
+from sed_lightning.run_files import (
+    ENSEMBLE_FILE,
+    METHOD_FILES,
+    METRICS_FILE,
+    POSTPROCESS_FILE,
+    SPLIT_FILES,
+    VAL_METRICS_FILE,
+)
 
-MANIFEST = "ensemble.json"
 HEADLINE = ("event_f1", "psds1", "dcase2016/onset_f1", "segment_f1")
 
 
@@ -102,8 +107,8 @@ def write_split(out: Path, split: str, saved: SavedSplit, source: Path) -> None:
 def prepare_out(out: Path) -> None:
     """Create ``out``; an existing folder is reused only if it holds an earlier ensemble
     (never overwrite a training run or other work)."""
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise EnsembleError(f"{out}: exists and is not an ensemble folder (no {MANIFEST})")
+    if out.exists() and any(out.iterdir()) and not (out / ENSEMBLE_FILE).is_file():
+        raise EnsembleError(f"{out}: exists and is not an ensemble folder (no {ENSEMBLE_FILE})")
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -124,17 +129,17 @@ def build(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **versions(),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (out / ENSEMBLE_FILE).write_text(json.dumps(manifest, indent=2))
     own = run_postprocess(run_dirs[0])
-    (out / "postprocess.yaml").write_text(
-        (run_dirs[0] / "postprocess.yaml").read_text()
-        if (run_dirs[0] / "postprocess.yaml").is_file()
+    (out / POSTPROCESS_FILE).write_text(
+        (run_dirs[0] / POSTPROCESS_FILE).read_text()
+        if (run_dirs[0] / POSTPROCESS_FILE).is_file()
         else json.dumps(plain(own))  # YAML reads JSON
     )
     val = ensemble_split(run_dirs, "val", weights)
     write_split(out, "val", val, run_dirs[0])
     figures = {"val": evaluate_split(val, own, prefix="val/")}
-    (out / "metrics_val.json").write_text(
+    (out / VAL_METRICS_FILE).write_text(
         json.dumps(plain(figures["val"], nan=None), indent=2, sort_keys=True)
     )
     if not tune:
@@ -143,7 +148,7 @@ def build(
     test = ensemble_split(run_dirs, "test", weights)
     write_split(out, "test", test, run_dirs[0])
     before, after = evaluate_tuned(out, tuning)
-    (out / "metrics.json").write_text(json.dumps(plain(before, nan=None), indent=2, sort_keys=True))
+    (out / METRICS_FILE).write_text(json.dumps(plain(before, nan=None), indent=2, sort_keys=True))
     figures["test"], figures["test_tuned"] = before, after
     return figures
 
@@ -151,10 +156,10 @@ def build(
 def member_figures(run_dir: Path) -> dict[str, float]:
     """A member's own ``metrics_val.json`` / ``metrics_tuned.json`` (what exists)."""
     out: dict[str, float] = {}
-    for name in ("metrics_val.json", METHOD_FILES["median"][1]):
+    for name in (VAL_METRICS_FILE, METHOD_FILES["median"][1]):
         path = run_dir / name
         if path.is_file():
-            tag = "tuned " if name != "metrics_val.json" else ""
+            tag = "tuned " if name != VAL_METRICS_FILE else ""
             for key, value in json.loads(path.read_text()).items():
                 out[tag + key] = value
     return out

@@ -49,21 +49,23 @@ from sed_lightning.postprocessing.tuning import (
     run_postprocess,
     tune,
 )
+from sed_lightning.run_files import SPLIT_FILES
 
 METRICS = ("event_f1", "segment_f1")
 TUNED = "tuned"
 CONFIGURED = "configured"
 TEST_NAME = "paired t-test (scipy.stats.ttest_rel)"
+TEST_SCORES = SPLIT_FILES["test"][0]  # scores/: a run folder holds it
 
 
 def find_runs(paths: Sequence[Path]) -> list[Path]:
     """Run folders (holding ``scores/``): each path itself, or the runs found under it."""
     runs: list[Path] = []
     for path in map(Path, paths):
-        if (path / "scores").is_dir():
+        if (path / TEST_SCORES).is_dir():
             runs.append(path)
         else:
-            runs += sorted(d.parent for d in path.rglob("scores") if d.is_dir())
+            runs += sorted(d.parent for d in path.rglob(TEST_SCORES) if d.is_dir())
     if not runs:
         raise FileNotFoundError(f"no run folder (with scores/) in or under {list(paths)}")
     return runs

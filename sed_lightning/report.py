@@ -54,8 +54,8 @@ from omegaconf import DictConfig, OmegaConf
 from sed_lightning.common import HEADLINE_METRICS
 from sed_lightning.evaluation.settings import DCASE2016_KEYS
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
+from sed_lightning.run_files import METHOD_FILES, METRICS_FILE, RUN_INFO, VAL_METRICS_FILE
 from sed_lightning.training.cost import COST_COLUMNS, fmt_cost, read_cost
-from sed_lightning.training.run_info import RUN_INFO
 from sed_lightning.training.tuning import prefixed, tuned_prefix
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ VALIDATION_METRICS = ("val/event_f1", "val/psds1", "val/dcase2016/onset_f1")
 METRIC_PREFIX = "test/"
 #: Written after training by ``tune_postprocess`` (or ``postprocess.tune``): test figures of
 #: the decoder tuned on validation (median window + threshold per class; cSEBBs).
-TUNED_FILES = ("metrics_tuned.json", "metrics_sebbs.json")
+TUNED_FILES = tuple(metrics for _, metrics in METHOD_FILES.values())
 #: The prefixes of their test figures in a run's metrics (and the table): ``test_tuned/``,
 #: ``test_sebbs/`` (:func:`sed_lightning.training.tuning.tuned_prefix`).
 TUNED_PREFIXES = tuple(tuned_prefix(name, "test") for name in TUNED_FILES)
@@ -206,13 +206,13 @@ ROUND_DIR = re.compile(r"round_(\d+)")
 def result_files(path: Path) -> list[tuple[int | None, Path]]:
     """``(round, metrics.json)`` of a run: one per self-training round, else ``(None, ...)``."""
     rounds = []
-    for metrics in path.glob("rounds/round_*/metrics.json"):
+    for metrics in path.glob(f"rounds/round_*/{METRICS_FILE}"):
         match = ROUND_DIR.fullmatch(metrics.parent.name)
         if match:
             rounds.append((int(match.group(1)), metrics))
     if rounds:
         return sorted(rounds)
-    metrics = path / "metrics.json"
+    metrics = path / METRICS_FILE
     return [(None, metrics)] if metrics.is_file() else []
 
 
@@ -345,7 +345,7 @@ def expand(run: RunDir, base: Mapping[str, str]) -> list[Run]:
         info = run.info or read_info(path.parent)
         run_ = Run(path=path.parent, seed=run.config.get("seed"), factors=factors, study=study)
         run_.metrics = json.loads(path.read_text())
-        validation = path.parent / "metrics_val.json"  # written with the test outputs
+        validation = path.parent / VAL_METRICS_FILE  # written with the test outputs
         if round_ is None and validation.is_file():
             run_.metrics.update(json.loads(validation.read_text()))
         run_.metrics.update(tuned_metrics(path.parent))

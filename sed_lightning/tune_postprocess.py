@@ -69,7 +69,6 @@ from pathlib import Path
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.postprocessing import TUNE_METHODS
 from sed_lightning.postprocessing.tuning import (
-    METHOD_FILES,
     MedianGrid,
     add_grid_arguments,
     comparison_table,
@@ -77,6 +76,7 @@ from sed_lightning.postprocessing.tuning import (
     tune_run,
     tune_sebbs,
 )
+from sed_lightning.run_files import METHOD_FILES
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

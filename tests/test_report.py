@@ -31,7 +31,9 @@ from tests.training.runs import ensure_data, env
 
 # every study config (conf/experiment/ablation/*.yaml but the shared part)
 STUDIES = sorted(
-    p.stem for p in (ROOT / "sed_lightning/conf/experiment/ablation").glob("*.yaml") if p.stem != "common"
+    p.stem
+    for p in (ROOT / "sed_lightning/conf/experiment/ablation").glob("*.yaml")
+    if p.stem != "common"
 )
 STUDY = {"name": "loss_weighting", "reference": "loss=fixed", "budget": "3 epochs"}
 

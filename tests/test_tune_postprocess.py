@@ -25,7 +25,6 @@ from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
 from sed_lightning.median_study import study
 from sed_lightning.postprocessing import PostProcessor
 from sed_lightning.postprocessing.tuning import (
-    SPLIT_FILES,
     MedianGrid,
     SavedSplit,
     class_event_f1,
@@ -38,6 +37,7 @@ from sed_lightning.postprocessing.tuning import (
     threshold_events,
     tune_run,
 )
+from sed_lightning.run_files import SPLIT_FILES
 from sed_lightning.training.preflight import check_postprocess
 from sed_lightning.tune_postprocess import main
 from tests.conftest import CLASSES, ROOT, compose_train

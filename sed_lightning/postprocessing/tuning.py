@@ -51,6 +51,13 @@ from sed_lightning.postprocessing import (
     window_in_frames,
 )
 from sed_lightning.postprocessing.events import event_times
+from sed_lightning.run_files import (
+    METHOD_FILES,
+    METRICS_FILE,
+    POSTPROCESS_FILE,
+    SPLIT_FILES,
+    TUNED_HYDRA_CONFIG,
+)
 
 WINDOWS = (1, 3, 5, 7, 11, 21)  # median-filter lengths in frames
 THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
@@ -85,16 +92,6 @@ DEFAULT_GRID = MedianGrid()
 
 
 DEFAULT_POSTPROCESS = decoder_settings(asdict(PostprocessConfig()))  # the schema's defaults
-SPLIT_FILES = {  # split -> (scores dir, reference, durations)
-    "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
-    "test": ("scores", "test_reference.tsv", "test_durations.tsv"),
-}
-#: ``--method`` / ``postprocess.tune`` (:data:`TUNE_METHODS`) -> (the tuned settings, the
-#: test metrics) it writes
-METHOD_FILES = {
-    "median": ("postprocess_tuned.yaml", "metrics_tuned.json"),
-    "sebbs": ("postprocess_sebbs.yaml", "metrics_sebbs.json"),
-}
 
 
 # --------------------------------------------------------------------------- saved runs
@@ -182,7 +179,7 @@ def run_postprocess(run_dir: str | Path) -> dict[str, Any]:
     else the ``postprocess`` node of ``.hydra/config.yaml``, else the defaults (decoder
     settings only: a ``tune`` key is left out)."""
     run_dir = Path(run_dir)
-    saved = run_dir / "postprocess.yaml"
+    saved = run_dir / POSTPROCESS_FILE
     if saved.is_file():
         return read_postprocess(saved)
     hydra_config = run_dir / ".hydra" / "config.yaml"
@@ -381,7 +378,7 @@ def write_tuned(run_dir: str | Path, tuning: Tuning, windows: Sequence[int]) -> 
     text = header + yaml.safe_dump(plain(tuning.postprocess), sort_keys=False)
     path = run_dir / METHOD_FILES["median"][0]
     path.write_text(text)
-    hydra_copy = run_dir / "conf" / "postprocess" / "tuned.yaml"
+    hydra_copy = run_dir / TUNED_HYDRA_CONFIG
     hydra_copy.parent.mkdir(parents=True, exist_ok=True)
     hydra_copy.write_text(text)
     return path
@@ -523,7 +520,7 @@ def evaluate_tuned(
     before = evaluate_split(test, own, psds=False)
     after = evaluate_split(test, tuning.postprocess)
     before.update({k: v for k, v in after.items() if "psds" in k})  # post-processing free
-    saved = run_dir / "metrics.json"
+    saved = run_dir / METRICS_FILE
     if saved.is_file() and "test/clip_map" in (reported := json.loads(saved.read_text())):
         before["test/clip_map"] = after["test/clip_map"] = reported["test/clip_map"]
     before.update(filtered_psds(test, own))

@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sed_lightning.common import HEADLINE_METRICS
+from sed_lightning.run_files import METHOD_FILES, SPLIT_FILES
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +64,14 @@ def tune_after_test(
     if not cfg.test:
         log.warning("postprocess.tune=%s: test=false, so nothing is tuned (later: %s)", method, cli)
         return {}
-    if val_dir is None or not (Path(val_dir) / "val_scores").is_dir():
+    if val_dir is None or not (Path(val_dir) / SPLIT_FILES["val"][0]).is_dir():
         log.warning(
             "postprocess.tune=%s: no validation scores were written (callbacks.evaluation "
             "without output_dir or with save_val_scores=false, or fast_dev_run): nothing tuned",
             method,
         )
         return {}
-    from sed_lightning.postprocessing.tuning import METHOD_FILES, tune_and_test
+    from sed_lightning.postprocessing.tuning import tune_and_test
 
     run_dir = Path(val_dir)
     settings_file, metrics_file = METHOD_FILES[method]
