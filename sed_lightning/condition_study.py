@@ -32,7 +32,7 @@ from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.conditions import FIGURES, metrics_by_condition, read_conditions
 from sed_lightning.evaluation.tables import fmt_mean_std
-from sed_lightning.postprocessing.tuning import (
+from sed_lightning.postprocessing.saved_runs import (
     decode,
     load_split,
     read_postprocess,

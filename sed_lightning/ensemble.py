@@ -47,12 +47,14 @@ from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.ensemble import EnsembleError, average_scores
 from sed_lightning.evaluation.scores import write_scores
-from sed_lightning.postprocessing.tuning import (
+from sed_lightning.postprocessing.saved_runs import (
     SavedSplit,
-    evaluate_split,
-    evaluate_tuned,
     load_split,
     run_postprocess,
+)
+from sed_lightning.postprocessing.tuning import (
+    evaluate_split,
+    evaluate_tuned,
     tune_run,
     versions,
 )

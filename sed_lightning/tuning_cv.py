@@ -16,7 +16,7 @@ sorted audio ids) are split into k folds (clip i in fold i % k, :func:`fold_spli
 each fold every tuning method of ``--methods`` (:data:`TUNERS`; default ``median``) is tuned
 on the other folds (the same tuning and grids as ``tune_postprocess``, the run's own
 post-processing as the median tuning's base,
-:func:`~sed_lightning.postprocessing.tuning.run_postprocess`) and the held-out fold is decoded by
+:func:`~sed_lightning.postprocessing.saved_runs.run_postprocess`) and the held-out fold is decoded by
 the run's own decoder (``default``) and by each tuned one: macro event-based F1 (sed_eval,
 the tuning's settings, :func:`~sed_lightning.postprocessing.tuning.class_event_f1`) over the
 classes with reference events in that fold. A run's figure is the mean over its folds
@@ -48,16 +48,18 @@ from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.metrics import ground_truth_events
 from sed_lightning.evaluation.tables import fmt_cell, fmt_mean_std, paired_ttest_p
+from sed_lightning.postprocessing.saved_runs import (
+    SavedSplit,
+    decode,
+    load_split,
+    run_postprocess,
+)
 from sed_lightning.postprocessing.tuning import (
     DEFAULT_GRID,
     MedianGrid,
-    SavedSplit,
     add_grid_arguments,
     class_event_f1,
-    decode,
     events_by_class,
-    load_split,
-    run_postprocess,
     tune,
 )
 

@@ -10,7 +10,13 @@ import pytest
 
 from sed_lightning.ensemble import main
 from sed_lightning.evaluation.scores import read_scores
-from sed_lightning.postprocessing.tuning import evaluate_split, load_split, run_postprocess
+from sed_lightning.postprocessing.saved_runs import (
+    load_split,
+    run_postprocess,
+)
+from sed_lightning.postprocessing.tuning import (
+    evaluate_split,
+)
 from tests.test_tune_postprocess import clip_scores, fake_run
 
 

@@ -24,16 +24,18 @@ from sed_lightning.evaluation.metrics import sed_eval_metrics
 from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
 from sed_lightning.median_study import study
 from sed_lightning.postprocessing import PostProcessor
+from sed_lightning.postprocessing.saved_runs import (
+    SavedSplit,
+    load_split,
+    run_postprocess,
+)
 from sed_lightning.postprocessing.tuning import (
     MedianGrid,
-    SavedSplit,
     class_event_f1,
     evaluate_split,
     evaluate_tuned,
     events_by_class,
     filtered_psds,
-    load_split,
-    run_postprocess,
     threshold_events,
     tune_run,
 )

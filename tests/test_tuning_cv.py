@@ -20,7 +20,9 @@ import yaml
 
 from sed_lightning.data.tsv import write_durations_tsv, write_strong_tsv
 from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
-from sed_lightning.postprocessing.tuning import load_split
+from sed_lightning.postprocessing.saved_runs import (
+    load_split,
+)
 from sed_lightning.run_files import SPLIT_FILES
 from sed_lightning.tune_postprocess import main
 from sed_lightning.tuning_cv import cross_validate, fold_split
