@@ -49,7 +49,6 @@ does either with the defaults (what ``postprocess.tune`` runs).
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from collections.abc import Mapping, Sequence
@@ -106,13 +105,9 @@ class MedianGrid:
     thresholds: tuple[float, ...] = THRESHOLDS
     min_durations: tuple[float, ...] | None = MIN_DURATIONS
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> MedianGrid:
-        """From the options of :func:`add_grid_arguments`."""
-        return cls(tuple(args.windows), tuple(args.thresholds), tuple(args.min_durations))
 
-
-#: the grids of ``tune_postprocess``, ``cv`` and ``postprocess=tuned_median``
+#: the grids of ``sed-tools tune``, ``tune-cv``, ``median-study`` (their defaults) and
+#: ``postprocess=tuned_median``
 DEFAULT_GRID = MedianGrid()
 
 
@@ -288,7 +283,7 @@ def write_tuned(run_dir: str | Path, tuning: Tuning, windows: Sequence[int]) -> 
     """``postprocess_tuned.yaml`` (and ``conf/postprocess/tuned.yaml`` for Hydra)."""
     run_dir = Path(run_dir)
     header = (
-        "# Post-processing tuned on this run's VALIDATION scores (sed_lightning.tune_postprocess):\n"
+        "# Post-processing tuned on this run's VALIDATION scores (sed-tools tune):\n"
         f"# per class, the median window (grid {list(windows)} frames, in seconds here), the\n"
         "# threshold and the minimum event duration maximizing event-based F1 (sed_eval).\n"
         "# Use in a run:\n"
@@ -460,7 +455,7 @@ def tune_sebbs(run_dir: str | Path, test: bool = True) -> dict[str, Any]:
     val = load_split(run_dir, "val")
     events = ground_truth_events(val.reference)
     tuned, _ = SEBBsPostProcessor.tune(val.score_dfs, events, val.durations)
-    header = "# cSEBBs tuned on this run's VALIDATION scores (tune_postprocess --method sebbs)\n"
+    header = "# cSEBBs tuned on this run's VALIDATION scores (sed-tools tune --method sebbs)\n"
     (run_dir / METHOD_FILES["sebbs"][0]).write_text(
         header + yaml.safe_dump(plain(tuned.to_dict()), sort_keys=False)
     )
@@ -475,7 +470,7 @@ def tune_sebbs(run_dir: str | Path, test: bool = True) -> dict[str, Any]:
 
 def tune_and_test(run_dir: str | Path, method: str) -> dict[str, Any]:
     """Tune ``method`` (``median`` | ``sebbs``) on the run's validation scores, then score
-    its test with the tuned decoder, with the CLI's defaults: the files of
+    its test with the tuned decoder, with ``sed-tools tune``'s defaults: the files of
     :data:`METHOD_FILES`. Returns the metrics written (``test/...``; ``val/...`` too for
     sebbs). The test files are read only once the tuning is written."""
     if method == "sebbs":
@@ -512,20 +507,3 @@ def versions() -> dict[str, str]:
     from sed_lightning.training.outputs import package_versions
 
     return package_versions()
-
-
-def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--windows``, ``--thresholds`` and ``--min-durations``: the fields of a
-    :class:`MedianGrid` (this CLI, ``cv`` and ``median-study``), defaulting to
-    :data:`DEFAULT_GRID`."""
-    parser.add_argument("--windows", type=int, nargs="+", default=list(DEFAULT_GRID.windows))
-    parser.add_argument(
-        "--thresholds", type=float, nargs="+", default=list(DEFAULT_GRID.thresholds)
-    )
-    parser.add_argument(
-        "--min-durations",
-        type=float,
-        nargs="+",
-        default=list(DEFAULT_GRID.min_durations or ()),
-        help="minimum event durations (s) tried per class; the run's own value alone keeps it",
-    )

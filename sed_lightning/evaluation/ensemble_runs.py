@@ -1,15 +1,14 @@
 """The ensemble of trained runs, from their saved scores: no model is loaded.
 
-Usage::
+Usage (:mod:`sed_lightning.tools`)::
 
-    python -m sed_lightning.ensemble RUN_DIR RUN_DIR [...] --out DIR
-        [--weights 1 1 ...] [--no-tune]
+    sed-tools ensemble RUN_DIR RUN_DIR [...] --out DIR [--weights 1 1 ...] [--no-tune]
 
 Each ``RUN_DIR`` is a finished training run (the folder with ``val_scores/``, ``scores/``,
 ``val_reference.tsv``, ...; in a multirun, the job's folder). The members' frame scores
 are averaged clip by clip (:func:`sed_lightning.evaluation.ensemble.average_scores`), and
-``DIR`` is written as a run of its own, so every saved-run tool reads it
-(``tune_postprocess``, its ``cv`` and ``conditions``)::
+``DIR`` is written as a run of its own (:func:`build`), so every saved-run tool reads it
+(``sed-tools tune``, ``tune-cv`` and ``conditions``)::
 
     DIR/val_scores/ val_reference.tsv val_durations.tsv    the averaged validation scores
     DIR/scores/ test_reference.tsv test_durations.tsv      the averaged test scores
@@ -22,9 +21,10 @@ are averaged clip by clip (:func:`sed_lightning.evaluation.ensemble.average_scor
                              read only once the tuning is written
     DIR/ensemble.json        the members and weights
 
-``--no-tune`` stops after ``metrics_val.json`` (no test file is read). To detect with the
-ensemble on new audio: ``python -m sed_lightning.predict 'ckpt=[A.ckpt,B.ckpt,C.ckpt]'
-postprocess_file=DIR/postprocess_tuned.yaml audio=... out=...``.
+``--no-tune`` (``tune=False``) stops after ``metrics_val.json`` (no test file is read). To
+detect with the ensemble on new audio: ``python -m sed_lightning.predict
+'ckpt=[A.ckpt,B.ckpt,C.ckpt]' postprocess_file=DIR/postprocess_tuned.yaml audio=...
+out=...``.
 
 The members must share the validation and test clips, references, classes and frame grid
 (the same experiment with other seeds or switches); otherwise the error names the member
@@ -33,10 +33,8 @@ that differs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +42,6 @@ from pathlib import Path
 import pandas as pd
 
 from sed_lightning.common import plain
-from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.ensemble import EnsembleError, average_scores
 from sed_lightning.evaluation.scores import write_scores
 from sed_lightning.postprocessing.saved_runs import (
@@ -167,47 +164,18 @@ def member_figures(run_dir: Path) -> dict[str, float]:
     return out
 
 
-def print_table(run_dirs: Sequence[Path], figures: dict[str, dict[str, float]]) -> None:
-    """Members and ensemble side by side: validation (each run's own decoder) and test
-    with the decoder tuned on validation."""
+def members_table(run_dirs: Sequence[Path], figures: dict[str, dict[str, float]]) -> str:
+    """Members and ensemble side by side (markdown): validation (each run's own decoder)
+    and test with the decoder tuned on validation; ``figures``: what :func:`build` returns."""
     cols = [f"val/{k}" for k in HEADLINE] + [f"tuned test/{k}" for k in HEADLINE]
     rows = [(str(d), member_figures(d)) for d in run_dirs]
     ens = {**figures.get("val", {})}
     ens.update({f"tuned {k}": v for k, v in figures.get("test_tuned", {}).items()})
     rows.append(("ensemble", ens))
-    print("| run | " + " | ".join(cols) + " |")
-    print("|---" * (len(cols) + 1) + "|")
+    lines = ["| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, values in rows:
         cells = [
             f"{values[c]:.3f}" if isinstance(values.get(c), (int, float)) else "" for c in cols
         ]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m sed_lightning.ensemble",
-        description="Average the saved frame scores of several runs into an ensemble run "
-        "folder; tune its decoder on validation, then score its test.",
-    )
-    parser.add_argument("run_dirs", type=Path, nargs="+")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--weights", type=float, nargs="+", default=None)
-    parser.add_argument("--no-tune", action="store_true", help="validation only; no test read")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    start = time.perf_counter()
-    print(f"ensemble of {len(args.run_dirs)} runs -> {args.out}", flush=True)
-    try:
-        figures = build(args.run_dirs, args.out, args.weights, tune=not args.no_tune)
-    except (OSError, LabelFileError, EnsembleError) as err:
-        raise SystemExit(f"ensemble: {err}") from None
-    print_table(args.run_dirs, figures)
-    print(f"-> {args.out} ({time.perf_counter() - start:.1f} s)")
-
-
-if __name__ == "__main__":
-    main()
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
