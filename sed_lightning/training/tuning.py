@@ -3,7 +3,7 @@
 once with it.
 
 The work is :func:`sed_lightning.postprocessing.tuning.tune_and_test`, what
-``python -m sed_lightning.tune_postprocess RUN_DIR [--method sebbs]`` does, on the files the
+``sed-tools tune RUN_DIR [--method sebbs]`` does, on the files the
 run has just written (``val_scores/`` from :func:`~sed_lightning.training.evaluation.save_val_scores`,
 then ``scores/`` of the test): the same files come out (``postprocess_tuned.yaml`` +
 ``metrics_tuned.json``, or ``postprocess_sebbs.yaml`` + ``metrics_sebbs.json``). The run's
@@ -58,9 +58,7 @@ def tune_after_test(
     method = cfg.postprocess.get("tune")
     if not method or not is_global_zero:
         return {}
-    cli = "python -m sed_lightning.tune_postprocess RUN_DIR" + (
-        " --method sebbs" if method == "sebbs" else ""
-    )
+    cli = "sed-tools tune RUN_DIR" + (" --method sebbs" if method == "sebbs" else "")
     if not cfg.test:
         log.warning("postprocess.tune=%s: test=false, so nothing is tuned (later: %s)", method, cli)
         return {}
