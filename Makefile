@@ -81,10 +81,10 @@ ablations: install  ## every ablation sweep + report -> experiments/<study>/ (ho
 		echo "== ablation study $$study"; \
 		$(PY) -m sed_lightning.train -m +experiment=ablation/$$study $(ARGS) || exit 1; \
 		if [ $$study = median_filter ]; then \
-			$(PY) -m sed_lightning.tune_postprocess median-study experiments/median_filter/runs \
+			$(PY) -m sed_lightning.tools median-study experiments/median_filter/runs \
 				--out experiments/median_filter || exit 1; \
 		else \
-			$(PY) -m sed_lightning.report experiments/$$study || exit 1; \
+			$(PY) -m sed_lightning.tools report experiments/$$study || exit 1; \
 		fi; \
 	done
 

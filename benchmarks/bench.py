@@ -42,6 +42,7 @@ from hydra.utils import instantiate
 
 from sed_lightning.config import register_configs
 from sed_lightning.losses.sed_loss import summed_bce
+from sed_lightning.run_files import METRICS_FILE
 from sed_lightning.training.cost import (
     COST_COLUMNS,
     clip_macs,
@@ -287,7 +288,7 @@ def accuracy_under_budget(
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
     return {
         "model": model,
         "seed": seed,

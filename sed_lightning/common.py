@@ -11,7 +11,8 @@ event-table columns ``STRONG_COLUMNS`` in :mod:`sed_lightning.data.tsv`, audio f
 ``AUDIO_SUFFIXES`` in :mod:`sed_lightning.data.audio`, the event bank's ``SPLITS`` in
 :mod:`sed_lightning.data.sources`, the best checkpoint
 :func:`sed_lightning.training.checkpoints.best_checkpoint`, a term's ramp-up
-:func:`sed_lightning.losses.terms.sigmoid_rampup`.
+:func:`sed_lightning.losses.terms.sigmoid_rampup`; the names of a run folder's files
+(``metrics.json``, ``val_scores/``, ...) in :mod:`sed_lightning.run_files`.
 """
 
 from __future__ import annotations

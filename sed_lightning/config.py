@@ -137,7 +137,7 @@ class PostprocessConfig:
     threshold: Any = 0.5
     min_duration: Any = 0.0
     # after the test, tune the decoder on the validation scores and score the test with it:
-    # null (nothing) | median | sebbs (sed_lightning.tune_postprocess; checked by check_config)
+    # null (nothing) | median | sebbs (as sed-tools tune --method; checked by check_config)
     tune: str | None = None
 
 

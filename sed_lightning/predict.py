@@ -7,7 +7,7 @@
 
 Several checkpoints: their ensemble (the mean of their frame probabilities, see
 :mod:`sed_lightning.inference.ensemble`), decoded by ``postprocess_file`` (a decoder
-tuned on the ensemble's validation scores by ``python -m sed_lightning.ensemble``); without
+tuned on the ensemble's validation scores by ``sed-tools ensemble``); without
 it, the first checkpoint's decoder. ``postprocess.*`` overrides win over both.
 
 Any length, any sample rate (resampled), mono or multichannel (downmixed). Files are read

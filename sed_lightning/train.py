@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def run(cfg: DictConfig) -> RunResult:
     """Fit (optionally), test, then score the validation set with the tested weights
-    (``val_scores/``, for ``tune_postprocess``) and, with ``postprocess.tune``, tune the
+    (``val_scores/``, for ``sed-tools tune``) and, with ``postprocess.tune``, tune the
     decoder on it and score the test with the tuned one (``test_tuned/*`` or
     ``test_sebbs/*`` metrics); returns the logged metrics and the best checkpoint.
 
@@ -117,7 +117,7 @@ def run(cfg: DictConfig) -> RunResult:
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
         log.info(summary(metrics))
         # the tested weights score the validation set: post-processing is tuned on it
-        # (python -m sed_lightning.tune_postprocess RUN_DIR), never on the test set
+        # (sed-tools tune RUN_DIR), never on the test set
         with cost.phase("val_scores"):
             val_dir = save_val_scores(trainer, module)
     # postprocess.tune: the same tuning, now. Self-training calls run() once per round, so

@@ -1,4 +1,6 @@
-"""The package's modules import each other without circles.
+"""The package's modules import each other without circles, and only the entry modules (the
+Hydra apps and ``sed-tools``) are command lines: no other module imports ``argparse``, has an
+``if __name__ == "__main__":`` block or imports an entry module.
 
 Every ``import`` of a ``sed_lightning`` module counts: at module level, inside a function, or
 under ``if TYPE_CHECKING:``; relative imports resolved. ``from sed_lightning.x import y`` is
@@ -153,3 +155,81 @@ def test_no_import_cycles() -> None:
             "import cycle(s) in the package:\n"
             + "\n".join("  " + " -> ".join(cycle) for cycle in cycles)
         )
+
+
+# ---------------------------------------------------------------- command lines
+#: The entry modules: the Hydra apps and ``sed-tools``. Only they parse a command line.
+ENTRY_MODULES = {f"{PACKAGE}.{name}" for name in ("train", "predict", "evaluate", "tools")}
+
+
+def is_entry(name: str) -> bool:
+    return name in ENTRY_MODULES
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"`` (either way round)."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1):
+        return False
+    if not isinstance(test.ops[0], ast.Eq):
+        return False
+    sides = [test.left, *test.comparators]
+    names = [s for s in sides if isinstance(s, ast.Name) and s.id == "__name__"]
+    mains = [s for s in sides if isinstance(s, ast.Constant) and s.value == "__main__"]
+    return len(names) == 1 and len(mains) == 1
+
+
+def command_line_code(source: str) -> list[str]:
+    """What makes a module a command line: ``argparse`` imports and a ``__main__`` block
+    (with their line numbers)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            if any(alias.name.split(".")[0] == "argparse" for alias in node.names):
+                found.append((node.lineno, "imports argparse"))
+        elif isinstance(node, ast.ImportFrom):
+            if not node.level and (node.module or "").split(".")[0] == "argparse":
+                found.append((node.lineno, "imports argparse"))
+        elif isinstance(node, ast.If) and _is_main_guard(node.test):
+            found.append((node.lineno, 'if __name__ == "__main__"'))
+    return [f"line {line}: {what}" for line, what in sorted(found)]
+
+
+def test_command_line_code_is_found() -> None:
+    source = (
+        "import os, argparse as ap\n"
+        "def f():\n    from argparse import ArgumentParser\n"
+        'if "__main__" == __name__:\n    f()\n'
+        "if __name__ == 'other':\n    pass\n"
+    )
+    assert command_line_code(source) == [
+        "line 1: imports argparse",
+        "line 3: imports argparse",
+        'line 4: if __name__ == "__main__"',
+    ]
+    assert command_line_code("import argparsex\nname = __name__\n") == []
+
+
+def test_only_entry_modules_are_command_lines() -> None:
+    """No library module parses arguments or runs as a script: its command line, if it has
+    one, is a subcommand of ``sed-tools`` (:mod:`sed_lightning.tools`) or a Hydra app."""
+    modules = module_files()
+    assert ENTRY_MODULES <= set(modules)
+    offenders = [
+        f"{name}: {what}"
+        for name, path in modules.items()
+        if not is_entry(name)
+        for what in command_line_code(path.read_text())
+    ]
+    assert not offenders, "command-line code outside the entry modules:\n" + "\n".join(offenders)
+
+
+def test_no_library_module_imports_an_entry_module() -> None:
+    graph = import_graph()
+    offenders = [
+        f"{name} imports {target}"
+        for name, targets in sorted(graph.items())
+        if not is_entry(name)
+        for target in sorted(targets)
+        if is_entry(target)
+    ]
+    assert not offenders, "library modules importing entry modules:\n" + "\n".join(offenders)

@@ -2,9 +2,10 @@
 
 Clip ``index`` of epoch ``epoch`` is drawn from the streams of ``[seed, epoch, index]``
 (:func:`~.synthesis.clip_streams`), so a run is deterministic however many DataLoader
-workers render it, and any training clip can be rendered again from its recipe::
+workers render it, and any training clip can be rendered again from its recipe
+(:func:`rerender`)::
 
-    python -m sed_lightning.data.online RUN_DIR SET EPOCH INDEX OUT.wav
+    sed-tools rerender RUN_DIR SET EPOCH INDEX OUT.wav
 
 Each rendered clip's recipe (sources, onsets, EBRs, background file and offset,
 variations) is appended to ``<run dir>/recipes/<set>/epoch<E>.<pid>.jsonl``.
@@ -13,11 +14,9 @@ Validation and test sets stay fixed files (:func:`~.synthesis.synthesize_set`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.data.synthesis import ClipMaker
 
-__all__ = ["BUILDER_FILE", "OnlineSoundscapes", "main"]
+__all__ = ["BUILDER_FILE", "OnlineSoundscapes", "rerender"]
 
 #: ``<run dir>/recipes/<this>``: the builder's settings, to make any clip again.
 BUILDER_FILE = "builder.json"
@@ -124,31 +123,23 @@ class OnlineSoundscapes(Dataset):
             f.write(line + "\n")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Re-render one training clip of a run from its config: ``RUN_DIR SET EPOCH INDEX OUT``."""
-    p = argparse.ArgumentParser(description=main.__doc__)
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("set")
-    p.add_argument("epoch", type=int)
-    p.add_argument("index", type=int)
-    p.add_argument("out", type=Path)
-    args = p.parse_args(argv)
-    settings = args.run_dir / "recipes" / BUILDER_FILE
+def rerender(run_dir: str | os.PathLike, name: str, epoch: int, index: int, out: Path) -> Path:
+    """Render clip ``index`` of epoch ``epoch`` of set ``name`` of a run again, from the
+    run's ``recipes/builder.json``: the audio to ``out``, its recipe and truth rows to
+    ``out`` with suffix ``.json`` (returned). Raises :class:`FileNotFoundError` for a run
+    made without ``synthesis.online=true`` and :class:`ValueError` for a set not made online.
+    """
+    settings = Path(run_dir) / "recipes" / BUILDER_FILE
     if not settings.is_file():
-        print(f"error: no {settings}: not a run with synthesis.online=true", file=sys.stderr)
-        return 1
+        raise FileNotFoundError(f"no {settings}: not a run with synthesis.online=true")
     builder = SoundscapeBuilder(**json.loads(settings.read_text()))
-    if not builder.is_online(args.set):
-        print(f"error: set {args.set!r} of {args.run_dir} is not made online", file=sys.stderr)
-        return 1
-    maker, spec = builder.maker(args.set), builder.spec(args.set)
-    recipe = maker.draw([spec.seed, args.epoch, args.index])
+    if not builder.is_online(name):
+        raise ValueError(f"set {name!r} of {run_dir} is not made online")
+    maker, spec = builder.maker(name), builder.spec(name)
+    recipe = maker.draw([spec.seed, int(epoch), int(index)])
     audio, rows = maker.render(recipe)
-    save_audio(args.out, audio, builder.soundscape.sample_rate)
-    args.out.with_suffix(".json").write_text(json.dumps({**recipe, "truth": rows}, indent=1))
-    print(f"wrote {args.out} and its recipe {args.out.with_suffix('.json')}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    out = Path(out)
+    save_audio(out, audio, builder.soundscape.sample_rate)
+    recipe_path = out.with_suffix(".json")
+    recipe_path.write_text(json.dumps({**recipe, "truth": rows}, indent=1))
+    return recipe_path

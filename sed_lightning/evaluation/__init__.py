@@ -1,7 +1,7 @@
 """Evaluation: settings, score DataFrames and metrics (sed_eval / sed_scores_eval / torchmetrics).
 
 The scoring of a set, :func:`sed_lightning.evaluation.scoring.score_set`, is imported from its
-module (it loads torch; ``tune_postprocess median-study`` must not)."""
+module (it loads torch; ``sed-tools median-study`` must not)."""
 
 from sed_lightning.evaluation.metrics import (
     build_sed_eval_metrics,

@@ -3,7 +3,7 @@
 The members run on the same audio windows (same sample rate, clip length, frame grid and
 classes: the same experiment with other seeds); the probabilities are averaged, the decoder
 runs once on the mean. Tune that decoder on the ensemble's validation scores
-(``python -m sed_lightning.ensemble``), not a member's: the mean scores are smoother.
+(``sed-tools ensemble``), not a member's: the mean scores are smoother.
 
 >>> import torch
 >>> from types import SimpleNamespace

@@ -91,7 +91,7 @@ class Predictor:
         (:class:`~sed_lightning.inference.ensemble.MeanOfModules`); they must share the
         sample rate, clip length, frame grid and classes. The post-processing is the first
         one's unless ``postprocess`` says otherwise (pass the decoder tuned on the
-        ensemble's validation scores: ``python -m sed_lightning.ensemble``)."""
+        ensemble's validation scores: ``sed-tools ensemble``)."""
         paths = [ckpt_path] if isinstance(ckpt_path, (str, Path)) else list(ckpt_path)
         if not paths:
             raise ValueError("no checkpoint given")

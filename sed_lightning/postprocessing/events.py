@@ -32,7 +32,7 @@ PerClass = float | Mapping[str, float]
 #: The :class:`PostProcessor` settings of a ``postprocess`` config.
 DECODER_KEYS = ("median_window", "threshold", "min_duration")
 #: ``postprocess.tune``: what ``train`` tunes on the validation scores after the test
-#: (``null``: nothing), :mod:`sed_lightning.tune_postprocess`'s ``--method``.
+#: (``null``: nothing), ``sed-tools tune --method``.
 TUNE_METHODS = ("median", "sebbs")
 
 

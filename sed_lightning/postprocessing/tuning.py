@@ -1,11 +1,46 @@
 """Post-processing tuned on a run's saved VALIDATION scores, and the test metrics of the
-tuned decoder: the library behind ``python -m sed_lightning.tune_postprocess`` (see that
-module for what each step reads and writes), its ``median-study``, ``cv`` and ``conditions``
-subcommands, ``python -m sed_lightning.ensemble`` and ``postprocess.tune`` at the end of a
-training run (:mod:`sed_lightning.training.tuning`).
+tuned decoder: the library behind ``sed-tools tune``, ``tune-cv``, ``median-study`` and
+``ensemble`` (:mod:`sed_lightning.tools`) and ``postprocess.tune`` at the end of a training
+run (:mod:`sed_lightning.training.tuning`). The saved runs are read by
+:mod:`sed_lightning.postprocessing.saved_runs`.
 
-- saved runs: :func:`load_split` (``val`` / ``test`` scores, reference, durations as a
-  :class:`SavedSplit`), :func:`run_postprocess` (the decoder a run used), :func:`decode`;
+A training run writes (``SEDEvaluation``) ``val_scores/`` + ``val_reference.tsv`` +
+``val_durations.tsv`` (validation scores of the tested weights) next to the test outputs
+``scores/`` + ``test_reference.tsv`` + ``test_durations.tsv``
+(:data:`~sed_lightning.run_files.SPLIT_FILES`).
+
+1. **Tuning** (:func:`tune_run`) reads the validation files only: for every median window
+   of the grid (in frames; seconds = frames x the frame hop read from the scores'
+   timestamps), every threshold and every minimum event duration of the grids
+   (:class:`MedianGrid`), the validation clips are decoded and scored with sed_eval
+   (event-based F1, settings of :mod:`sed_lightning.evaluation.settings`); each class keeps
+   the triple with its best F1 (ties: the window, the threshold, then the minimum duration
+   nearest the run's own). Classes without validation events keep the run's settings.
+   ``min_durations`` with the run's own value alone keeps it. Written to
+   ``RUN_DIR/postprocess_tuned.yaml`` and ``RUN_DIR/conf/postprocess/tuned.yaml`` (use it
+   in a run: ``hydra.searchpath=[file://RUN_DIR/conf] postprocess=tuned``).
+2. **Test** (:func:`evaluate_tuned`; only then are ``scores/`` read):
+   ``RUN_DIR/metrics_tuned.json`` with the keys of ``metrics.json`` (``test/clip_map`` is
+   copied: clip scores do not depend on post-processing). ``test/psds1`` / ``test/psds2``
+   are sed_scores_eval's PSDS of the raw (unfiltered) scores: threshold- and
+   median-filter-independent, the same before and after tuning. Also
+   ``test/psds{1,2}_ci_{mean,low,high}``: sed_scores_eval's bootstrapped PSDS
+   (``intersection_based.bootstrapped_psds``: ``samples`` resamples of the clips with
+   replacement, 90 % interval), and ``test/mfi_psds{1,2}``: sed_scores_eval's
+   median-filter-independent PSDS (``intersection_based.median_filter_independent_psds``:
+   per class and eFPR the best TPR over the median windows of the grid; it picks windows on
+   the test itself, an upper bound), and ``test/psds{1,2}_filtered``: PSDS of the scores
+   median-filtered with the tuned per-class windows, as the DCASE baselines report PSDS (on
+   their post-processed scores), in both ``metrics_tuned.json`` and, with the run's own
+   windows, the "before" column.
+
+:func:`tune_sebbs` tunes sound event bounding boxes instead (cSEBBs through the ``sebbs``
+package, :mod:`sed_lightning.postprocessing.sebbs`): per class the step filter, merge
+threshold and detection threshold with the best validation F1, written to
+``RUN_DIR/postprocess_sebbs.yaml``; the test metrics go to ``RUN_DIR/metrics_sebbs.json``
+(validation figures of the tuned boxes beside them, ``val/...``). :func:`tune_and_test`
+does either with the defaults (what ``postprocess.tune`` runs).
+
 - median tuning: :func:`tune` over a :class:`MedianGrid` (:func:`grid_f1`,
   :func:`pick_best`), :func:`tune_run` (writes ``postprocess_tuned.yaml``);
 - test metrics: :func:`evaluate_split`, :func:`evaluate_tuned` (``metrics_tuned.json``),
@@ -14,12 +49,10 @@ training run (:mod:`sed_lightning.training.tuning`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from functools import cached_property
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +64,24 @@ from sed_scores_eval import intersection_based
 from sed_scores_eval.base_modules.bootstrap import confidence_interval
 
 from sed_lightning.common import plain
-from sed_lightning.config import PostprocessConfig
-from sed_lightning.data.tsv import read_durations_tsv, read_strong_tsv
 from sed_lightning.evaluation.metrics import compute_all, ground_truth_events
 from sed_lightning.evaluation.metrics import psds as psds_of_scores
-from sed_lightning.evaluation.scores import (
-    audio_id,
-    class_names_of,
-    durations_from_scores,
-    read_scores,
-)
 from sed_lightning.evaluation.settings import EVENT_BASED, PSDS_SETTINGS, PSDSSetting
 from sed_lightning.postprocessing import (
     EVENT_COLUMNS,
     TUNE_METHODS,
     PostProcessor,
-    decoder_settings,
     resolve_per_class,
     window_in_frames,
 )
 from sed_lightning.postprocessing.events import event_times
+from sed_lightning.postprocessing.saved_runs import (
+    SavedSplit,
+    decode,
+    load_split,
+    run_postprocess,
+)
+from sed_lightning.run_files import METHOD_FILES, METRICS_FILE, TUNED_HYDRA_CONFIG
 
 WINDOWS = (1, 3, 5, 7, 11, 21)  # median-filter lengths in frames
 THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
@@ -74,130 +105,10 @@ class MedianGrid:
     thresholds: tuple[float, ...] = THRESHOLDS
     min_durations: tuple[float, ...] | None = MIN_DURATIONS
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> MedianGrid:
-        """From the options of :func:`add_grid_arguments`."""
-        return cls(tuple(args.windows), tuple(args.thresholds), tuple(args.min_durations))
 
-
-#: the grids of ``tune_postprocess``, ``cv`` and ``postprocess=tuned_median``
+#: the grids of ``sed-tools tune``, ``tune-cv``, ``median-study`` (their defaults) and
+#: ``postprocess=tuned_median``
 DEFAULT_GRID = MedianGrid()
-
-
-DEFAULT_POSTPROCESS = decoder_settings(asdict(PostprocessConfig()))  # the schema's defaults
-SPLIT_FILES = {  # split -> (scores dir, reference, durations)
-    "val": ("val_scores", "val_reference.tsv", "val_durations.tsv"),
-    "test": ("scores", "test_reference.tsv", "test_durations.tsv"),
-}
-#: ``--method`` / ``postprocess.tune`` (:data:`TUNE_METHODS`) -> (the tuned settings, the
-#: test metrics) it writes
-METHOD_FILES = {
-    "median": ("postprocess_tuned.yaml", "metrics_tuned.json"),
-    "sebbs": ("postprocess_sebbs.yaml", "metrics_sebbs.json"),
-}
-
-
-# --------------------------------------------------------------------------- saved runs
-@dataclass
-class SavedSplit:
-    """One split of a run as saved: score DataFrames, reference and durations, all keyed by
-    audio id (sed_scores_eval's key)."""
-
-    score_dfs: dict[str, pd.DataFrame]
-    reference: pd.DataFrame
-    durations: dict[str, float]
-
-    @cached_property
-    def classes(self) -> list[str]:
-        return class_names_of(next(iter(self.score_dfs.values())))
-
-    @property
-    def files(self) -> list[str]:
-        return sorted(self.score_dfs)
-
-    def subset(self, files: Sequence[str]) -> SavedSplit:
-        """The clips ``files`` of this split (scores, reference rows, empty files,
-        durations)."""
-        keep = set(files)
-        reference = self.reference[self.reference["filename"].isin(keep)].reset_index(drop=True)
-        reference.attrs["empty_files"] = [
-            f for f in self.reference.attrs.get("empty_files", []) if f in keep
-        ]
-        return SavedSplit(
-            {k: self.score_dfs[k] for k in files},
-            reference,
-            {k: v for k, v in self.durations.items() if k in keep},
-        )
-
-    @cached_property
-    def frame_hop(self) -> float:
-        return frame_hop_of(self.score_dfs)
-
-    def frames(self) -> dict[str, np.ndarray]:
-        """``(n_frames, n_classes)`` score arrays by audio id."""
-        return {k: df[self.classes].to_numpy(dtype=np.float64) for k, df in self.score_dfs.items()}
-
-
-def frame_hop_of(score_dfs: Mapping[str, pd.DataFrame]) -> float:
-    """The frame hop (seconds) of score DataFrames, from their onset/offset timestamps."""
-    hops = np.concatenate([(df["offset"] - df["onset"]).to_numpy() for df in score_dfs.values()])
-    if hops.size == 0 or not np.allclose(hops, hops[0], rtol=1e-4, atol=1e-6):
-        raise ValueError("scores are not on a regular frame grid (onset/offset steps differ)")
-    return float(hops[0])
-
-
-def load_split(run_dir: str | Path, split: str) -> SavedSplit:
-    """Read ``val`` (``val_scores/``, ...) or ``test`` (``scores/``, ...) of a run."""
-    scores_dir, ref_name, dur_name = SPLIT_FILES[split]
-    run_dir = Path(run_dir)
-    if not (run_dir / scores_dir).is_dir():
-        raise FileNotFoundError(
-            f"{run_dir / scores_dir}: no such folder (SEDEvaluation writes it with the test "
-            "outputs; for an older run, test its checkpoint again: train=false init_from=CKPT)"
-        )
-    score_dfs = read_scores(run_dir / scores_dir)
-    if not score_dfs:
-        raise FileNotFoundError(f"no score files in {run_dir / scores_dir}")
-    reference = read_strong_tsv(run_dir / ref_name)
-    empty = [audio_id(f) for f in reference.attrs.get("empty_files", [])]
-    reference = reference.assign(filename=reference["filename"].map(audio_id))
-    reference.attrs["empty_files"] = empty
-    dur_path = run_dir / dur_name
-    durations = (
-        {audio_id(k): v for k, v in read_durations_tsv(dur_path).items()}
-        if dur_path.is_file()
-        else durations_from_scores(score_dfs)
-    )
-    return SavedSplit(score_dfs, reference, durations)
-
-
-def read_postprocess(path: Path) -> dict[str, Any]:
-    """Decoder settings from a post-processing YAML a run or a tuning wrote (the schema's
-    defaults for what it leaves out)."""
-    return decoder_settings({**DEFAULT_POSTPROCESS, **(yaml.safe_load(path.read_text()) or {})})
-
-
-def run_postprocess(run_dir: str | Path) -> dict[str, Any]:
-    """The post-processing a run used: ``postprocess.yaml`` (written with its test outputs),
-    else the ``postprocess`` node of ``.hydra/config.yaml``, else the defaults (decoder
-    settings only: a ``tune`` key is left out)."""
-    run_dir = Path(run_dir)
-    saved = run_dir / "postprocess.yaml"
-    if saved.is_file():
-        return read_postprocess(saved)
-    hydra_config = run_dir / ".hydra" / "config.yaml"
-    if hydra_config.is_file():
-        node = (yaml.safe_load(hydra_config.read_text()) or {}).get("postprocess")
-        if node:
-            return decoder_settings({**DEFAULT_POSTPROCESS, **node})
-    warnings.warn(f"{run_dir}: no postprocess.yaml or .hydra/config.yaml: defaults", stacklevel=2)
-    return dict(DEFAULT_POSTPROCESS)
-
-
-def decode(split: SavedSplit, postprocess: Mapping[str, Any]) -> pd.DataFrame:
-    """Event table of a split under ``postprocess`` (median window in seconds)."""
-    pp = PostProcessor(split.classes, split.frame_hop, **postprocess)
-    return pp(split.frames(), split.durations)
 
 
 # --------------------------------------------------------------------------- tuning
@@ -372,7 +283,7 @@ def write_tuned(run_dir: str | Path, tuning: Tuning, windows: Sequence[int]) -> 
     """``postprocess_tuned.yaml`` (and ``conf/postprocess/tuned.yaml`` for Hydra)."""
     run_dir = Path(run_dir)
     header = (
-        "# Post-processing tuned on this run's VALIDATION scores (sed_lightning.tune_postprocess):\n"
+        "# Post-processing tuned on this run's VALIDATION scores (sed-tools tune):\n"
         f"# per class, the median window (grid {list(windows)} frames, in seconds here), the\n"
         "# threshold and the minimum event duration maximizing event-based F1 (sed_eval).\n"
         "# Use in a run:\n"
@@ -381,7 +292,7 @@ def write_tuned(run_dir: str | Path, tuning: Tuning, windows: Sequence[int]) -> 
     text = header + yaml.safe_dump(plain(tuning.postprocess), sort_keys=False)
     path = run_dir / METHOD_FILES["median"][0]
     path.write_text(text)
-    hydra_copy = run_dir / "conf" / "postprocess" / "tuned.yaml"
+    hydra_copy = run_dir / TUNED_HYDRA_CONFIG
     hydra_copy.parent.mkdir(parents=True, exist_ok=True)
     hydra_copy.write_text(text)
     return path
@@ -523,7 +434,7 @@ def evaluate_tuned(
     before = evaluate_split(test, own, psds=False)
     after = evaluate_split(test, tuning.postprocess)
     before.update({k: v for k, v in after.items() if "psds" in k})  # post-processing free
-    saved = run_dir / "metrics.json"
+    saved = run_dir / METRICS_FILE
     if saved.is_file() and "test/clip_map" in (reported := json.loads(saved.read_text())):
         before["test/clip_map"] = after["test/clip_map"] = reported["test/clip_map"]
     before.update(filtered_psds(test, own))
@@ -544,7 +455,7 @@ def tune_sebbs(run_dir: str | Path, test: bool = True) -> dict[str, Any]:
     val = load_split(run_dir, "val")
     events = ground_truth_events(val.reference)
     tuned, _ = SEBBsPostProcessor.tune(val.score_dfs, events, val.durations)
-    header = "# cSEBBs tuned on this run's VALIDATION scores (tune_postprocess --method sebbs)\n"
+    header = "# cSEBBs tuned on this run's VALIDATION scores (sed-tools tune --method sebbs)\n"
     (run_dir / METHOD_FILES["sebbs"][0]).write_text(
         header + yaml.safe_dump(plain(tuned.to_dict()), sort_keys=False)
     )
@@ -559,7 +470,7 @@ def tune_sebbs(run_dir: str | Path, test: bool = True) -> dict[str, Any]:
 
 def tune_and_test(run_dir: str | Path, method: str) -> dict[str, Any]:
     """Tune ``method`` (``median`` | ``sebbs``) on the run's validation scores, then score
-    its test with the tuned decoder, with the CLI's defaults: the files of
+    its test with the tuned decoder, with ``sed-tools tune``'s defaults: the files of
     :data:`METHOD_FILES`. Returns the metrics written (``test/...``; ``val/...`` too for
     sebbs). The test files are read only once the tuning is written."""
     if method == "sebbs":
@@ -596,20 +507,3 @@ def versions() -> dict[str, str]:
     from sed_lightning.training.outputs import package_versions
 
     return package_versions()
-
-
-def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--windows``, ``--thresholds`` and ``--min-durations``: the fields of a
-    :class:`MedianGrid` (this CLI, ``cv`` and ``median-study``), defaulting to
-    :data:`DEFAULT_GRID`."""
-    parser.add_argument("--windows", type=int, nargs="+", default=list(DEFAULT_GRID.windows))
-    parser.add_argument(
-        "--thresholds", type=float, nargs="+", default=list(DEFAULT_GRID.thresholds)
-    )
-    parser.add_argument(
-        "--min-durations",
-        type=float,
-        nargs="+",
-        default=list(DEFAULT_GRID.min_durations or ()),
-        help="minimum event durations (s) tried per class; the run's own value alone keeps it",
-    )

@@ -35,9 +35,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from sed_lightning.run_files import COST_FILE
+
 log = logging.getLogger(__name__)
 
-COST_FILE = "cost.json"
 #: The settings of ``conf/cost/default.yaml`` (what a missing key falls back to).
 DEFAULTS: dict[str, Any] = {
     "enabled": True,

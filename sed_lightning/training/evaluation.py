@@ -25,6 +25,7 @@ from sed_lightning.data.datasets import SEDDataset
 from sed_lightning.data.tsv import STRONG_COLUMNS
 from sed_lightning.evaluation.scoring import StageResult, score_set
 from sed_lightning.postprocessing import PostProcessor, decoder_settings
+from sed_lightning.run_files import VAL_METRICS_FILE
 from sed_lightning.training.module import SEDModule, StagePredictions
 from sed_lightning.training.outputs import RunOutputs
 
@@ -119,7 +120,7 @@ class SEDEvaluation(L.Callback):
     With ``save_val_scores``, ``train`` then scores the validation set with the tested
     weights (:func:`save_val_scores`): ``val_scores/``, ``val_reference.tsv`` and
     ``val_durations.tsv``, so that post-processing can be tuned on validation only
-    (``python -m sed_lightning.tune_postprocess RUN_DIR``).
+    (``sed-tools tune RUN_DIR``).
 
     Args:
         postprocess: :class:`PostProcessor` settings (``median_window``, ``threshold``,
@@ -242,7 +243,7 @@ def save_val_scores(trainer: L.Trainer, module: SEDModule) -> Path | None:
     # chooses defaults (the report's validation column)
     result = evaluation.score_files(trainer, "val", dataset, preds, files, full=True)
     evaluation.outputs.write_set("val", result.reference, result.durations, result.score_dfs)
-    evaluation.outputs.write_metrics("metrics_val.json", result.metrics)
+    evaluation.outputs.write_metrics(VAL_METRICS_FILE, result.metrics)
     log.info(
         "validation scores and metrics of the tested weights written to %s "
         "(val_scores/, metrics_val.json)",

@@ -6,10 +6,11 @@
 * ``scores/`` and ``val_scores/``: frame scores (sed_scores_eval format) of the test and
   validation sets;
 * ``<set>_reference.tsv`` and ``<set>_durations.tsv`` beside them (what
-  ``python -m sed_lightning.tune_postprocess RUN_DIR`` reads);
+  ``sed-tools tune RUN_DIR`` reads);
 * ``eval_shards.json``: the clips each process scored (multi-process runs).
 
-Only files: what is written is computed by :mod:`sed_lightning.evaluation.scoring`.
+Only files: what is written is computed by :mod:`sed_lightning.evaluation.scoring`; the
+names are those of :mod:`sed_lightning.run_files`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ import yaml
 from sed_lightning.common import plain
 from sed_lightning.data.tsv import write_durations_tsv, write_strong_tsv
 from sed_lightning.evaluation.scores import write_scores
+from sed_lightning.run_files import (
+    EVAL_SHARDS_FILE,
+    METRICS_FILE,
+    POSTPROCESS_FILE,
+    PREDICTIONS_FILE,
+    SPLIT_FILES,
+)
 from sed_lightning.training import run_info
 
 log = logging.getLogger(__name__)
@@ -59,10 +67,10 @@ class RunOutputs:
         """``metrics.json`` (with the package versions), ``predictions.tsv``, ``scores/``
         and ``postprocess.yaml``."""
         out = self._dir()
-        self.write_metrics("metrics.json", metrics)
-        write_strong_tsv(estimated, out / "predictions.tsv")
-        write_scores(score_dfs, out / "scores")
-        (out / "postprocess.yaml").write_text(yaml.safe_dump(plain(postprocess)))
+        self.write_metrics(METRICS_FILE, metrics)
+        write_strong_tsv(estimated, out / PREDICTIONS_FILE)
+        write_scores(score_dfs, out / SPLIT_FILES["test"][0])
+        (out / POSTPROCESS_FILE).write_text(yaml.safe_dump(plain(postprocess)))
         log.info("test outputs written to %s (metrics.json, predictions.tsv, scores/)", out)
 
     def write_metrics(self, name: str, metrics: Mapping[str, float]) -> Path:
@@ -79,17 +87,19 @@ class RunOutputs:
         durations: Mapping[str, float],
         score_dfs: Mapping[str, pd.DataFrame] | None = None,
     ) -> None:
-        """``<name>_reference.tsv``, ``<name>_durations.tsv`` and, given ``score_dfs``,
-        ``<name>_scores/``."""
+        """Split ``name``'s (``val`` | ``test``) reference, durations and, given
+        ``score_dfs``, scores (:data:`~sed_lightning.run_files.SPLIT_FILES`:
+        ``val_reference.tsv``, ``val_durations.tsv``, ``val_scores/``)."""
         out = self._dir()
-        write_strong_tsv(reference, out / f"{name}_reference.tsv")
-        write_durations_tsv(durations, out / f"{name}_durations.tsv")
+        scores_dir, reference_file, durations_file = SPLIT_FILES[name]
+        write_strong_tsv(reference, out / reference_file)
+        write_durations_tsv(durations, out / durations_file)
         if score_dfs is not None:
-            write_scores(score_dfs, out / f"{name}_scores")
+            write_scores(score_dfs, out / scores_dir)
 
     def write_shards(self, scored_by_rank: Mapping[str, list[list[str]]]) -> None:
         """``eval_shards.json``: for the last validation and the test, the clips each
         process scored (to check the evaluation split)."""
-        path = self._dir() / "eval_shards.json"
+        path = self._dir() / EVAL_SHARDS_FILE
         path.write_text(json.dumps(dict(scored_by_rank), indent=1))
         log.info("per-process scored clips written to %s", path)

@@ -1,6 +1,6 @@
 """``run_info.json``: what a run was made with (package versions, overrides, start time).
 
-The ablation report (``python -m sed_lightning.report``) reads it to state the versions and
+The ablation report (``sed-tools report``) reads it to state the versions and
 the dates of the runs behind a table.
 """
 
@@ -17,7 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-RUN_INFO = "run_info.json"
+from sed_lightning.run_files import RUN_INFO
+
 # distribution names, as pip knows them
 PACKAGES = (
     "torch",

@@ -3,7 +3,7 @@
 once with it.
 
 The work is :func:`sed_lightning.postprocessing.tuning.tune_and_test`, what
-``python -m sed_lightning.tune_postprocess RUN_DIR [--method sebbs]`` does, on the files the
+``sed-tools tune RUN_DIR [--method sebbs]`` does, on the files the
 run has just written (``val_scores/`` from :func:`~sed_lightning.training.evaluation.save_val_scores`,
 then ``scores/`` of the test): the same files come out (``postprocess_tuned.yaml`` +
 ``metrics_tuned.json``, or ``postprocess_sebbs.yaml`` + ``metrics_sebbs.json``). The run's
@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from sed_lightning.common import HEADLINE_METRICS
+from sed_lightning.run_files import METHOD_FILES, SPLIT_FILES
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +58,18 @@ def tune_after_test(
     method = cfg.postprocess.get("tune")
     if not method or not is_global_zero:
         return {}
-    cli = "python -m sed_lightning.tune_postprocess RUN_DIR" + (
-        " --method sebbs" if method == "sebbs" else ""
-    )
+    cli = "sed-tools tune RUN_DIR" + (" --method sebbs" if method == "sebbs" else "")
     if not cfg.test:
         log.warning("postprocess.tune=%s: test=false, so nothing is tuned (later: %s)", method, cli)
         return {}
-    if val_dir is None or not (Path(val_dir) / "val_scores").is_dir():
+    if val_dir is None or not (Path(val_dir) / SPLIT_FILES["val"][0]).is_dir():
         log.warning(
             "postprocess.tune=%s: no validation scores were written (callbacks.evaluation "
             "without output_dir or with save_val_scores=false, or fast_dev_run): nothing tuned",
             method,
         )
         return {}
-    from sed_lightning.postprocessing.tuning import METHOD_FILES, tune_and_test
+    from sed_lightning.postprocessing.tuning import tune_and_test
 
     run_dir = Path(val_dir)
     settings_file, metrics_file = METHOD_FILES[method]

@@ -13,10 +13,10 @@ from sed_lightning.data.audio import load_audio
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.data.online import OnlineSoundscapes
-from sed_lightning.data.online import main as rerender
 from sed_lightning.data.procedural import generate_ambience, generate_background, generate_textures
 from sed_lightning.data.sources import EventBank
 from sed_lightning.data.synthesis import ClipMaker, SoundscapeConfig
+from sed_lightning.tools import main
 from tests.data.conftest import TINY_CLASSES
 
 SR = 16000
@@ -125,11 +125,14 @@ def test_rerender_command_from_a_run_folder(tmp_path, tiny_bank_dir):
     ds = OnlineSoundscapes.from_builder(builder, "train_strong", _encoder())
     ds.set_epoch(2)
     expected = ds[5]["audio"]
-    assert rerender([str(run), "train_strong", "2", "5", str(tmp_path / "clip.wav")]) == 0
+    main(["rerender", str(run), "train_strong", "2", "5", str(tmp_path / "clip.wav")])
     audio = load_audio(tmp_path / "clip.wav", SR)
     np.testing.assert_allclose(audio, expected, atol=1 / 32768)  # 16-bit file
     assert json.loads((tmp_path / "clip.json").read_text())["entropy"] == [1, 2, 5]
-    assert rerender([str(tmp_path), "train_strong", "2", "5", str(tmp_path / "x.wav")]) == 1
+    with pytest.raises(SystemExit, match=r"^sed-tools rerender: no .*builder\.json: not a run"):
+        main(["rerender", str(tmp_path), "train_strong", "2", "5", str(tmp_path / "x.wav")])
+    with pytest.raises(SystemExit, match="set 'validation' of .* is not made online"):
+        main(["rerender", str(run), "validation", "0", "0", str(tmp_path / "y.wav")])
 
 
 @pytest.mark.parametrize(

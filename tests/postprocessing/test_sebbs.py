@@ -1,5 +1,5 @@
 """Sound event bounding boxes (postprocess via the `sebbs` package): known boxes from
-hand-made score curves, tuning on validation only, and the tune_postprocess CLI."""
+hand-made score curves, tuning on validation only, and ``sed-tools tune --method sebbs``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from sed_lightning.postprocessing.sebbs import SEBBsPostProcessor
-from sed_lightning.tune_postprocess import main
+from sed_lightning.tools import main
 from tests.conftest import CLASSES
-from tests.test_tune_postprocess import HOP, fake_run
+from tests.postprocessing.test_tuning import HOP, fake_run
 
 pytest.importorskip("sebbs")
 
@@ -83,7 +83,7 @@ def test_tuning_recovers_events_from_noisy_validation_scores():
 
 def test_cli_tunes_on_validation_and_scores_test(tmp_path, capsys):
     run = fake_run(tmp_path / "run")
-    main([str(run), "--method", "sebbs"])
+    main(["tune", str(run), "--method", "sebbs"])
     tuned = yaml.safe_load((run / "postprocess_sebbs.yaml").read_text())
     assert tuned["method"] == "sebbs" and set(tuned["detection_threshold"]) == set(CLASSES)
     metrics = json.loads((run / "metrics_sebbs.json").read_text())
@@ -103,7 +103,7 @@ def test_cli_tune_only_never_reads_test(tmp_path):
     run = fake_run(tmp_path / "run")
     for path in (run / "scores").glob("*.tsv"):
         path.write_text("garbage\n")
-    main([str(run), "--method", "sebbs", "--tune-only"])
+    main(["tune", str(run), "--method", "sebbs", "--tune-only"])
     assert (run / "postprocess_sebbs.yaml").is_file()
     assert not (run / "metrics_sebbs.json").exists()
 
@@ -123,7 +123,7 @@ def test_box_scores_hold_each_boxs_confidence_over_its_extent():
 
 def test_cli_reports_the_psds_of_the_boxes(tmp_path):
     run = fake_run(tmp_path / "run")
-    main([str(run), "--method", "sebbs"])
+    main(["tune", str(run), "--method", "sebbs"])
     metrics = json.loads((run / "metrics_sebbs.json").read_text())
     for split in ("val", "test"):
         for name in ("psds1", "psds2"):

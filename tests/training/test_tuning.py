@@ -1,6 +1,6 @@
 """``postprocess=tuned_median`` / ``postprocess=sebbs``: a run tunes its decoder on its
 validation scores after the test, then scores the test once with it, as
-``python -m sed_lightning.tune_postprocess`` does (same functions, same files)."""
+``sed-tools tune`` does (same functions, same files)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,10 @@
 """Median-filter study from saved scores (no retraining, no model loaded).
 
-Usage::
+Usage (:mod:`sed_lightning.tools`)::
 
-    python -m sed_lightning.median_study RUN_DIR [RUN_DIR ...] --out experiments/median_filter
+    sed-tools median-study RUN_DIR [RUN_DIR ...] --out experiments/median_filter
         [--windows 1 3 5 7 11 21] [--thresholds 0.1 ... 0.9] [--min-durations 0 ... 1.0]
         [--wandb PROJECT]
-    (also: python -m sed_lightning.tune_postprocess median-study RUN_DIR ... --out DIR)
 
 A RUN_DIR without ``scores/`` is searched for runs (every folder under it holding
 ``scores/``), e.g. ``experiments/median_filter/runs``.
@@ -15,15 +14,14 @@ hop of the saved scores) the test event/segment F1 (sed_eval) are computed from 
 with the run's own threshold and ``min_duration``; row ``tuned`` applies the per-class
 windows, thresholds and minimum durations tuned on the run's ``val_scores/`` over the grids
 (:func:`sed_lightning.postprocessing.tuning.tune`) to test. The reference is the run's own
-configured window (row ``configured`` when that is a per-class mapping). Writes into
-``--out``: ``runs.csv`` (one row per run and window), ``results.csv`` / ``results.md``
+configured window (row ``configured`` when that is a per-class mapping). :func:`study`
+writes into ``out``: ``runs.csv`` (one row per run and window), ``results.csv`` / ``results.md``
 (mean ± std over runs; paired t-test, ``scipy.stats.ttest_rel``, against the reference;
 n/a with fewer than 2 pairs) and ``results.png`` (F1 vs window, std error bars).
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -35,35 +33,37 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.metrics import sed_eval_metrics
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.postprocessing import resolve_per_class, window_in_frames
-from sed_lightning.postprocessing.tuning import (
-    DEFAULT_GRID,
-    MedianGrid,
+from sed_lightning.postprocessing.saved_runs import (
     SavedSplit,
-    add_grid_arguments,
     decode,
     load_split,
     run_postprocess,
+)
+from sed_lightning.postprocessing.tuning import (
+    DEFAULT_GRID,
+    MedianGrid,
     tune,
 )
+from sed_lightning.run_files import SPLIT_FILES
 
 METRICS = ("event_f1", "segment_f1")
 TUNED = "tuned"
 CONFIGURED = "configured"
 TEST_NAME = "paired t-test (scipy.stats.ttest_rel)"
+TEST_SCORES = SPLIT_FILES["test"][0]  # scores/: a run folder holds it
 
 
 def find_runs(paths: Sequence[Path]) -> list[Path]:
     """Run folders (holding ``scores/``): each path itself, or the runs found under it."""
     runs: list[Path] = []
     for path in map(Path, paths):
-        if (path / "scores").is_dir():
+        if (path / TEST_SCORES).is_dir():
             runs.append(path)
         else:
-            runs += sorted(d.parent for d in path.rglob("scores") if d.is_dir())
+            runs += sorted(d.parent for d in path.rglob(TEST_SCORES) if d.is_dir())
     if not runs:
         raise FileNotFoundError(f"no run folder (with scores/) in or under {list(paths)}")
     return runs
@@ -232,36 +232,3 @@ def study(
     plot(table, out / "results.png")
     (out / "results.md").write_text(markdown(table, raw, time.perf_counter() - start))
     return table
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m sed_lightning.median_study",
-        description="Test F1 vs median window from the saved scores of runs (one per seed).",
-    )
-    parser.add_argument(
-        "run_dirs", type=Path, nargs="+", help="run folders, or folders to search for runs"
-    )
-    parser.add_argument("--out", type=Path, default=Path("experiments/median_filter"))
-    add_grid_arguments(parser)
-    parser.add_argument("--wandb", metavar="PROJECT", help="also log the table to W&B")
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    try:
-        table = study(args.run_dirs, args.out, MedianGrid.from_args(args))
-    except (OSError, LabelFileError) as err:  # e.g. a run without val_scores/
-        raise SystemExit(f"median study: {err}") from None
-    print((args.out / "results.md").read_text())
-    print(f"written: {args.out}/runs.csv, results.csv, results.md, results.png")
-    print(f"elapsed: {time.perf_counter() - start:.1f} s (saved scores only, no model loaded)")
-    if args.wandb:
-        from sed_lightning.training.wandb_media import log_results_table
-
-        run_dir = log_results_table(
-            table, args.wandb, "median_filter", args.out, image=args.out / "results.png"
-        )
-        print(f"W&B: {run_dir}")
-
-
-if __name__ == "__main__":
-    main()

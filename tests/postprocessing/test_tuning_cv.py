@@ -20,9 +20,12 @@ import yaml
 
 from sed_lightning.data.tsv import write_durations_tsv, write_strong_tsv
 from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
-from sed_lightning.postprocessing.tuning import SPLIT_FILES, load_split
-from sed_lightning.tune_postprocess import main
-from sed_lightning.tuning_cv import cross_validate, fold_split
+from sed_lightning.postprocessing.saved_runs import (
+    load_split,
+)
+from sed_lightning.postprocessing.tuning_cv import cross_validate, fold_split
+from sed_lightning.run_files import SPLIT_FILES
+from sed_lightning.tools import main
 from tests.conftest import CLASSES
 
 HOP = 0.1
@@ -123,7 +126,7 @@ def test_cv_never_reads_the_test_files(run, tmp_path, capsys):
     (run / "test_reference.tsv").unlink()
     (run / "test_durations.tsv").unlink()
     out = tmp_path / "cv.json"
-    main(["cv", str(run), "--folds", "3", "--out", str(out)])  # no error: val files only
+    main(["tune-cv", str(run), "--folds", "3", "--out", str(out)])  # no error: val files only
     result = json.loads(out.read_text())
     assert result["errors"] == []
     (scored,) = result["runs"]
@@ -138,10 +141,11 @@ def test_a_run_without_val_scores_gets_one_line_error_and_the_others_are_scored(
     bad.mkdir()
     out = tmp_path / "cv.json"
     with pytest.raises(SystemExit) as exit_info:
-        main(["cv", str(good[0]), str(bad), str(good[1]), "--out", str(out)])
+        main(["tune-cv", str(good[0]), str(bad), str(good[1]), "--out", str(out)])
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
     (error,) = captured.err.strip().splitlines()
+    assert error.startswith(f"sed-tools tune-cv: {bad}: ")
     assert str(bad / "val_scores") in error and "no such folder" in error
     assert str(good[0]) in captured.out and str(good[1]) in captured.out
     result = json.loads(out.read_text())
@@ -163,7 +167,7 @@ def test_sebbs_tuned_on_the_other_fold_is_compared_with_the_median_tuning(run, t
         assert fold["sebbs-default"] == pytest.approx(1.0 - fold["default"])
         assert fold["sebbs-median"] == pytest.approx(0.0)
     out = tmp_path / "cv.json"
-    main(["cv", str(run), str(run), "--methods", "median", "sebbs", "--out", str(out)])
+    main(["tune-cv", str(run), str(run), "--methods", "median", "sebbs", "--out", str(out)])
     header = (
         "| run | clips | default | median | sebbs | median-default | sebbs-default | sebbs-median |"
     )
@@ -177,9 +181,9 @@ def test_an_unknown_method_is_refused(run):
     with pytest.raises(ValueError, match="allowed \\['median', 'sebbs'\\]"):
         cross_validate(run, methods=["viterbi"])
     with pytest.raises(SystemExit):
-        main(["cv", str(run), "--methods", "viterbi"])
+        main(["tune-cv", str(run), "--methods", "viterbi"])
 
 
 def test_no_run_scored_is_an_error(tmp_path):
     with pytest.raises(SystemExit, match="no run could be scored"):
-        main(["cv", str(tmp_path)])
+        main(["tune-cv", str(tmp_path)])

@@ -1,12 +1,11 @@
 """Does the per-class post-processing tuning generalize? k-fold cross-validation inside the
 validation set (saved scores only, no model loaded, the test files never read).
 
-Usage::
+Usage (:mod:`sed_lightning.tools`)::
 
-    python -m sed_lightning.tune_postprocess cv RUN_DIR [RUN_DIR ...] [--folds 2] [--out FILE]
+    sed-tools tune-cv RUN_DIR [RUN_DIR ...] [--folds 2] [--out FILE]
         [--methods median sebbs] [--windows 1 3 5 7 11 21] [--thresholds 0.1 ... 0.9]
         [--min-durations 0 ... 1.0]
-    (also: python -m sed_lightning.tuning_cv RUN_DIR ...)
 
 :func:`sed_lightning.postprocessing.tuning.tune` picks each class's median window, threshold and
 minimum duration on
@@ -14,9 +13,9 @@ a run's validation scores (``--method sebbs``: cSEBBs' step filter, merge and de
 thresholds), so its validation F1 is in-sample. Here the validation clips (``val_scores/``,
 sorted audio ids) are split into k folds (clip i in fold i % k, :func:`fold_split`); for
 each fold every tuning method of ``--methods`` (:data:`TUNERS`; default ``median``) is tuned
-on the other folds (the same tuning and grids as ``tune_postprocess``, the run's own
+on the other folds (the same tuning and grids as ``sed-tools tune``, the run's own
 post-processing as the median tuning's base,
-:func:`~sed_lightning.postprocessing.tuning.run_postprocess`) and the held-out fold is decoded by
+:func:`~sed_lightning.postprocessing.saved_runs.run_postprocess`) and the held-out fold is decoded by
 the run's own decoder (``default``) and by each tuned one: macro event-based F1 (sed_eval,
 the tuning's settings, :func:`~sed_lightning.postprocessing.tuning.class_event_f1`) over the
 classes with reference events in that fold. A run's figure is the mean over its folds
@@ -26,16 +25,12 @@ t-test (``scipy.stats.ttest_rel``; n/a with fewer than 2 runs) of each method ag
 ``sebbs-median``: which tuned decoder generalizes better). Only ``val_scores/``,
 ``val_reference.tsv``, ``val_durations.tsv`` and the run's post-processing settings are
 read; ``scores/`` and ``test_reference.tsv`` are not. A run that cannot be scored (e.g. no
-``val_scores/``) gets a one-line error and the others are still scored (exit status 1).
+``val_scores/``) gets a one-line error (:func:`study`) and the others are still scored.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import sys
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -44,20 +39,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.metrics import ground_truth_events
 from sed_lightning.evaluation.tables import fmt_cell, fmt_mean_std, paired_ttest_p
+from sed_lightning.postprocessing.saved_runs import (
+    SavedSplit,
+    decode,
+    load_split,
+    run_postprocess,
+)
 from sed_lightning.postprocessing.tuning import (
     DEFAULT_GRID,
     MedianGrid,
-    SavedSplit,
-    add_grid_arguments,
     class_event_f1,
-    decode,
     events_by_class,
-    load_split,
-    run_postprocess,
     tune,
 )
 
@@ -121,7 +116,7 @@ def sebbs_tuner(base: Mapping[str, Any], grid: MedianGrid) -> Tuner:
     return tune_sebbs
 
 
-#: ``--methods`` (same names as ``tune_postprocess --method``) -> its tuner, made from the
+#: ``--methods`` (same names as ``sed-tools tune --method``) -> its tuner, made from the
 #: run's own post-processing and the median grid
 TUNERS: dict[str, Callable[[Mapping[str, Any], MedianGrid], Tuner]] = {
     "median": median_tuner,
@@ -263,13 +258,13 @@ def study(
     grid: MedianGrid = DEFAULT_GRID,
 ) -> tuple[dict[str, Any], list[str]]:
     """Cross-validate every run; returns the result (``runs``, ``summary``, settings) and
-    one error line per run that could not be scored."""
+    one error line per run that could not be scored (``RUN_DIR: what went wrong``)."""
     runs, errors = [], []
     for run_dir in run_dirs:
         try:
             runs.append(cross_validate(run_dir, folds, methods, grid))
         except (OSError, LabelFileError, ValueError) as err:
-            errors.append(f"tuning cv: {run_dir}: {' '.join(str(err).split())}")
+            errors.append(f"{run_dir}: {' '.join(str(err).split())}")
     result = {
         "folds": folds,
         "methods": list(methods),
@@ -279,52 +274,3 @@ def study(
         "errors": errors,
     }
     return result, errors
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m sed_lightning.tune_postprocess cv",
-        description="k-fold cross-validation of the per-class post-processing tuning inside "
-        "each run's validation set (test files never read).",
-    )
-    parser.add_argument("run_dirs", type=Path, nargs="+", help="run folders (with val_scores/)")
-    parser.add_argument("--folds", type=int, default=2, help="k (at least 2)")
-    parser.add_argument("--out", type=Path, help="write the result as JSON (default: print only)")
-    add_grid_arguments(parser)
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        choices=list(TUNERS),
-        default=["median"],
-        help="tuning methods compared on the held-out folds (sebbs: the optional `sebbs` "
-        "package); several: each further one is also compared with the first",
-    )
-    args = parser.parse_args(argv)
-    if args.folds < 2:
-        parser.error(f"--folds must be at least 2, got {args.folds}")
-    start = time.perf_counter()
-    if "sebbs" in args.methods:
-        from sed_lightning.postprocessing.sebbs import import_sebbs
-
-        try:
-            import_sebbs()
-        except ImportError as err:
-            parser.error(str(err))
-    methods = list(dict.fromkeys(args.methods))  # in the given order, once each
-    result, errors = study(args.run_dirs, args.folds, methods, MedianGrid.from_args(args))
-    for line in errors:
-        print(line, file=sys.stderr)
-    if not result["runs"]:
-        raise SystemExit("tuning cv: no run could be scored")
-    print(markdown(result))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(plain(result, nan=None), indent=2))
-        print(f"written: {args.out}")
-    print(f"elapsed: {time.perf_counter() - start:.1f} s (validation scores only)")
-    if errors:
-        raise SystemExit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,8 @@
 """Validation figures per condition (background, EBR level) of saved runs, no model loaded.
 
-Usage::
+Usage (:mod:`sed_lightning.tools`)::
 
-    python -m sed_lightning.tune_postprocess conditions RUN_DIR [RUN_DIR ...]
+    sed-tools conditions RUN_DIR [RUN_DIR ...]
         --conditions data_cache/dcase2016_office/validation/recipes.jsonl
         [--split val] [--decoder own|tuned] [--out FILE.json]
 
@@ -10,7 +10,8 @@ Each run's saved scores of the split (``val_scores/``; ``--split test``: ``score
 decoded by the run's own post-processing (``--decoder tuned``: its
 ``postprocess_tuned.yaml``, tuned on the validation scores, so in-sample on validation) and
 scored per condition (:func:`sed_lightning.evaluation.conditions.metrics_by_condition`: a
-TSV ``filename`` + condition columns, or a synthesized set's ``recipes.jsonl``). Printed:
+TSV ``filename`` + condition columns, or a synthesized set's ``recipes.jsonl``;
+:func:`~sed_lightning.evaluation.conditions.read_conditions`). The table (:func:`markdown`):
 one row per condition value, mean ± std over the runs of each figure. Where the gap
 between generated and recorded backgrounds is large, a detector is likely to lose on
 recordings it never heard: the figure to watch when changing the training soundscapes.
@@ -18,9 +19,6 @@ recordings it never heard: the figure to watch when changing the training sounds
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,17 +26,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sed_lightning.common import plain
 from sed_lightning.data.tsv import LabelFileError
-from sed_lightning.evaluation.conditions import FIGURES, metrics_by_condition, read_conditions
+from sed_lightning.evaluation.conditions import FIGURES, metrics_by_condition
 from sed_lightning.evaluation.tables import fmt_mean_std
-from sed_lightning.postprocessing.tuning import (
-    METHOD_FILES,
+from sed_lightning.postprocessing.saved_runs import (
     decode,
     load_split,
     read_postprocess,
     run_postprocess,
 )
+from sed_lightning.run_files import METHOD_FILES
 
 DECODERS = ("own", "tuned")
 
@@ -49,7 +46,7 @@ def run_decoder(run_dir: Path, decoder: str) -> dict[str, Any]:
         return run_postprocess(run_dir)
     path = run_dir / METHOD_FILES["median"][0]
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no tuned decoder (run tune_postprocess on the run)")
+        raise FileNotFoundError(f"{path}: no tuned decoder (run sed-tools tune on the run)")
     return read_postprocess(path)
 
 
@@ -80,6 +77,7 @@ def summarize(per_run: Sequence[dict]) -> list[dict[str, Any]]:
 
 
 def markdown(rows: Sequence[dict[str, Any]], n_runs: int, split: str, decoder: str) -> str:
+    """The table: one row per (condition, value), mean ± std over the runs."""
     lines = [
         f"# Figures per condition ({split}, decoder: {decoder}; mean ± std over {n_runs} runs)",
         "",
@@ -96,48 +94,18 @@ def markdown(rows: Sequence[dict[str, Any]], n_runs: int, split: str, decoder: s
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m sed_lightning.tune_postprocess conditions",
-        description="Figures per condition (background kind, background, EBR level) of saved "
-        "runs' scores.",
-    )
-    parser.add_argument("run_dirs", type=Path, nargs="+")
-    parser.add_argument(
-        "--conditions",
-        type=Path,
-        required=True,
-        help="TSV (filename + condition columns) or the split's synthesized recipes.jsonl",
-    )
-    parser.add_argument("--split", choices=("val", "test"), default="val")
-    parser.add_argument("--decoder", choices=DECODERS, default="own")
-    parser.add_argument("--out", type=Path, help="write the per-run and summary figures as JSON")
-    args = parser.parse_args(argv)
-    try:
-        table = read_conditions(args.conditions)
-    except LabelFileError as err:
-        raise SystemExit(f"conditions: {err}") from None
+def study(
+    run_dirs: Sequence[Path], table: pd.DataFrame, split: str = "val", decoder: str = "own"
+) -> tuple[dict[str, Any], list[str]]:
+    """Score every run of ``run_dirs`` per condition of ``table``; returns the result
+    (``runs`` scored, ``per_run`` figures, ``summary`` rows of :func:`summarize`, ``errors``)
+    and one error line per run that could not be scored (``RUN_DIR: what went wrong``)."""
     per_run, scored, errors = [], [], []
-    for run_dir in args.run_dirs:
+    for run_dir in run_dirs:
         try:
-            per_run.append(run_conditions(run_dir, table, args.split, args.decoder))
+            per_run.append(run_conditions(Path(run_dir), table, split, decoder))
             scored.append(str(run_dir))
         except (OSError, LabelFileError, ValueError) as err:
-            errors.append(f"conditions: {run_dir}: {' '.join(str(err).split())}")
-    for line in errors:
-        print(line, file=sys.stderr)
-    if not per_run:
-        raise SystemExit("conditions: no run could be scored")
-    rows = summarize(per_run)
-    print(markdown(rows, len(per_run), args.split, args.decoder))
-    if args.out:
-        result = {"runs": scored, "per_run": per_run, "summary": rows, "errors": errors}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(plain(result, nan=None), indent=2))
-        print(f"written: {args.out}")
-    if errors:
-        raise SystemExit(1)
-
-
-if __name__ == "__main__":
-    main()
+            errors.append(f"{run_dir}: {' '.join(str(err).split())}")
+    rows = summarize(per_run) if per_run else []
+    return {"runs": scored, "per_run": per_run, "summary": rows, "errors": errors}, errors

@@ -1,4 +1,4 @@
-"""Post-processing tuned on validation scores only, and the median-filter study from saved runs.
+"""Post-processing tuned on validation scores only (``sed-tools tune``).
 
 The fake runs hold hand-made scores (frame hop 0.1 s, 10 s clips) where the best settings are
 known: ``alarm`` is one long event whose scores dip for 4 frames (only a median window of at
@@ -10,8 +10,6 @@ of 0.7 or more drops it). The other classes never occur.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,25 +20,26 @@ import yaml
 from sed_lightning.data.tsv import write_durations_tsv, write_strong_tsv
 from sed_lightning.evaluation.metrics import sed_eval_metrics
 from sed_lightning.evaluation.scores import scores_to_dataframes, write_scores
-from sed_lightning.median_study import study
 from sed_lightning.postprocessing import PostProcessor
-from sed_lightning.postprocessing.tuning import (
-    SPLIT_FILES,
-    MedianGrid,
+from sed_lightning.postprocessing.saved_runs import (
     SavedSplit,
+    load_split,
+    run_postprocess,
+)
+from sed_lightning.postprocessing.tuning import (
+    MedianGrid,
     class_event_f1,
     evaluate_split,
     evaluate_tuned,
     events_by_class,
     filtered_psds,
-    load_split,
-    run_postprocess,
     threshold_events,
     tune_run,
 )
+from sed_lightning.run_files import SPLIT_FILES
+from sed_lightning.tools import main
 from sed_lightning.training.preflight import check_postprocess
-from sed_lightning.tune_postprocess import main
-from tests.conftest import CLASSES, ROOT, compose_train
+from tests.conftest import CLASSES, compose_train
 
 HOP = 0.1
 N_FRAMES = 100
@@ -166,7 +165,7 @@ def test_a_runs_tune_key_is_not_a_decoder_setting(run):
 
 
 def test_cli_writes_tuned_test_metrics_with_psds_intervals(run, capsys):
-    main([str(run), "--bootstrap-samples", "6"])
+    main(["tune", str(run), "--bootstrap-samples", "6"])
     out = capsys.readouterr().out
     assert "before" in out and "after" in out
     tuned = json.loads((run / "metrics_tuned.json").read_text())
@@ -198,44 +197,6 @@ def test_grid_search_events_and_f1_match_the_postprocessor_and_sed_eval():
     full = sed_eval_metrics(reference, expected, classes, sorted(frames))["event_f1_per_class"]
     ref = events_by_class(reference)
     assert {c: class_event_f1(ref, mine, c) for c in classes} == pytest.approx(full, nan_ok=True)
-
-
-def test_median_study_from_saved_runs_without_torch(tmp_path):
-    fake_run(tmp_path / "runs" / "seed0", 0)  # found under runs/ (folders holding scores/)
-    fake_run(tmp_path / "runs" / "seed1", 1, gap_shift=2)
-    out = tmp_path / "study"
-    code = (
-        "import runpy, sys; "
-        f"sys.argv = ['x', 'median-study', {str(tmp_path / 'runs')!r}, '--out', {str(out)!r}]; "
-        "runpy.run_module('sed_lightning.tune_postprocess', run_name='__main__'); "
-        "print('torch imported:', 'torch' in sys.modules)"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "torch imported: False" in proc.stdout and "elapsed:" in proc.stdout
-    raw = pd.read_csv(out / "runs.csv", dtype={"window": str})
-    assert len(raw) == 2 * 7  # windows 1 3 5 7 11 21 + tuned, per run
-    assert sorted(raw["seed"].unique()) == [0, 1]  # from each run's .hydra/config.yaml
-    results = pd.read_csv(out / "results.csv", dtype={"window": str}).set_index("window")
-    assert list(results.index) == ["1", "3", "5", "7", "11", "21", "tuned"]
-    assert results["reference"].tolist() == [True] + [False] * 6  # the runs' 0.1 s = 1 frame
-    assert results.loc["1", "event_f1_mean"] == pytest.approx(1 / 3)  # alarm 0, knock 2/3
-    assert results.loc["11", "event_f1_mean"] == pytest.approx(5 / 6)  # alarm 1, knock 2/3
-    assert results.loc["tuned", "event_f1_mean"] == pytest.approx(1.0)
-    assert np.isnan(results.loc["1", "event_f1_p"])  # no test of the reference with itself
-    assert (results["n_runs"] == 2).all()
-    md = (out / "results.md").read_text()
-    assert "**1** (ref)" in md and "| tuned | 2 |" in md and "ttest_rel" in md
-    assert (out / "results.png").stat().st_size > 0
-
-
-def test_median_study_with_one_run_says_no_test(tmp_path):
-    out = tmp_path / "study"
-    table = study([fake_run(tmp_path / "only")], out, MedianGrid(windows=(1, 11)))
-    assert table["window"].tolist() == ["1", "11", "tuned"]
-    assert "(p n/a)" in (out / "results.md").read_text()
 
 
 def _spiky_split() -> SavedSplit:
@@ -273,6 +234,6 @@ def test_filtered_psds_is_the_psds_of_the_median_filtered_scores():
 
 
 def test_cli_writes_the_filtered_psds_before_and_after_tuning(run):
-    main([str(run), "--bootstrap-samples", "0", "--no-mfi-psds"])
+    main(["tune", str(run), "--bootstrap-samples", "0", "--no-mfi-psds"])
     tuned = json.loads((run / "metrics_tuned.json").read_text())
     assert {"test/psds1_filtered", "test/psds2_filtered"} <= set(tuned)

@@ -1,15 +1,14 @@
 """The ensemble of trained runs, from their saved scores: no model is loaded.
 
-Usage::
+Usage (:mod:`sed_lightning.tools`)::
 
-    python -m sed_lightning.ensemble RUN_DIR RUN_DIR [...] --out DIR
-        [--weights 1 1 ...] [--no-tune]
+    sed-tools ensemble RUN_DIR RUN_DIR [...] --out DIR [--weights 1 1 ...] [--no-tune]
 
 Each ``RUN_DIR`` is a finished training run (the folder with ``val_scores/``, ``scores/``,
 ``val_reference.tsv``, ...; in a multirun, the job's folder). The members' frame scores
 are averaged clip by clip (:func:`sed_lightning.evaluation.ensemble.average_scores`), and
-``DIR`` is written as a run of its own, so every saved-run tool reads it
-(``tune_postprocess``, its ``cv`` and ``conditions``)::
+``DIR`` is written as a run of its own (:func:`build`), so every saved-run tool reads it
+(``sed-tools tune``, ``tune-cv`` and ``conditions``)::
 
     DIR/val_scores/ val_reference.tsv val_durations.tsv    the averaged validation scores
     DIR/scores/ test_reference.tsv test_durations.tsv      the averaged test scores
@@ -22,9 +21,10 @@ are averaged clip by clip (:func:`sed_lightning.evaluation.ensemble.average_scor
                              read only once the tuning is written
     DIR/ensemble.json        the members and weights
 
-``--no-tune`` stops after ``metrics_val.json`` (no test file is read). To detect with the
-ensemble on new audio: ``python -m sed_lightning.predict 'ckpt=[A.ckpt,B.ckpt,C.ckpt]'
-postprocess_file=DIR/postprocess_tuned.yaml audio=... out=...``.
+``--no-tune`` (``tune=False``) stops after ``metrics_val.json`` (no test file is read). To
+detect with the ensemble on new audio: ``python -m sed_lightning.predict
+'ckpt=[A.ckpt,B.ckpt,C.ckpt]' postprocess_file=DIR/postprocess_tuned.yaml audio=...
+out=...``.
 
 The members must share the validation and test clips, references, classes and frame grid
 (the same experiment with other seeds or switches); otherwise the error names the member
@@ -33,10 +33,8 @@ that differs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,22 +42,28 @@ from pathlib import Path
 import pandas as pd
 
 from sed_lightning.common import plain
-from sed_lightning.data.tsv import LabelFileError
 from sed_lightning.evaluation.ensemble import EnsembleError, average_scores
 from sed_lightning.evaluation.scores import write_scores
-from sed_lightning.postprocessing.tuning import (
-    METHOD_FILES,
-    SPLIT_FILES,
+from sed_lightning.postprocessing.saved_runs import (
     SavedSplit,
-    evaluate_split,
-    evaluate_tuned,
     load_split,
     run_postprocess,
+)
+from sed_lightning.postprocessing.tuning import (
+    evaluate_split,
+    evaluate_tuned,
     tune_run,
     versions,
 )
+from sed_lightning.run_files import (
+    ENSEMBLE_FILE,
+    METHOD_FILES,
+    METRICS_FILE,
+    POSTPROCESS_FILE,
+    SPLIT_FILES,
+    VAL_METRICS_FILE,
+)
 
-MANIFEST = "ensemble.json"
 HEADLINE = ("event_f1", "psds1", "dcase2016/onset_f1", "segment_f1")
 
 
@@ -102,8 +106,8 @@ def write_split(out: Path, split: str, saved: SavedSplit, source: Path) -> None:
 def prepare_out(out: Path) -> None:
     """Create ``out``; an existing folder is reused only if it holds an earlier ensemble
     (never overwrite a training run or other work)."""
-    if out.exists() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise EnsembleError(f"{out}: exists and is not an ensemble folder (no {MANIFEST})")
+    if out.exists() and any(out.iterdir()) and not (out / ENSEMBLE_FILE).is_file():
+        raise EnsembleError(f"{out}: exists and is not an ensemble folder (no {ENSEMBLE_FILE})")
     out.mkdir(parents=True, exist_ok=True)
 
 
@@ -124,17 +128,17 @@ def build(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         **versions(),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    (out / ENSEMBLE_FILE).write_text(json.dumps(manifest, indent=2))
     own = run_postprocess(run_dirs[0])
-    (out / "postprocess.yaml").write_text(
-        (run_dirs[0] / "postprocess.yaml").read_text()
-        if (run_dirs[0] / "postprocess.yaml").is_file()
+    (out / POSTPROCESS_FILE).write_text(
+        (run_dirs[0] / POSTPROCESS_FILE).read_text()
+        if (run_dirs[0] / POSTPROCESS_FILE).is_file()
         else json.dumps(plain(own))  # YAML reads JSON
     )
     val = ensemble_split(run_dirs, "val", weights)
     write_split(out, "val", val, run_dirs[0])
     figures = {"val": evaluate_split(val, own, prefix="val/")}
-    (out / "metrics_val.json").write_text(
+    (out / VAL_METRICS_FILE).write_text(
         json.dumps(plain(figures["val"], nan=None), indent=2, sort_keys=True)
     )
     if not tune:
@@ -143,7 +147,7 @@ def build(
     test = ensemble_split(run_dirs, "test", weights)
     write_split(out, "test", test, run_dirs[0])
     before, after = evaluate_tuned(out, tuning)
-    (out / "metrics.json").write_text(json.dumps(plain(before, nan=None), indent=2, sort_keys=True))
+    (out / METRICS_FILE).write_text(json.dumps(plain(before, nan=None), indent=2, sort_keys=True))
     figures["test"], figures["test_tuned"] = before, after
     return figures
 
@@ -151,56 +155,27 @@ def build(
 def member_figures(run_dir: Path) -> dict[str, float]:
     """A member's own ``metrics_val.json`` / ``metrics_tuned.json`` (what exists)."""
     out: dict[str, float] = {}
-    for name in ("metrics_val.json", METHOD_FILES["median"][1]):
+    for name in (VAL_METRICS_FILE, METHOD_FILES["median"][1]):
         path = run_dir / name
         if path.is_file():
-            tag = "tuned " if name != "metrics_val.json" else ""
+            tag = "tuned " if name != VAL_METRICS_FILE else ""
             for key, value in json.loads(path.read_text()).items():
                 out[tag + key] = value
     return out
 
 
-def print_table(run_dirs: Sequence[Path], figures: dict[str, dict[str, float]]) -> None:
-    """Members and ensemble side by side: validation (each run's own decoder) and test
-    with the decoder tuned on validation."""
+def members_table(run_dirs: Sequence[Path], figures: dict[str, dict[str, float]]) -> str:
+    """Members and ensemble side by side (markdown): validation (each run's own decoder)
+    and test with the decoder tuned on validation; ``figures``: what :func:`build` returns."""
     cols = [f"val/{k}" for k in HEADLINE] + [f"tuned test/{k}" for k in HEADLINE]
     rows = [(str(d), member_figures(d)) for d in run_dirs]
     ens = {**figures.get("val", {})}
     ens.update({f"tuned {k}": v for k, v in figures.get("test_tuned", {}).items()})
     rows.append(("ensemble", ens))
-    print("| run | " + " | ".join(cols) + " |")
-    print("|---" * (len(cols) + 1) + "|")
+    lines = ["| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, values in rows:
         cells = [
             f"{values[c]:.3f}" if isinstance(values.get(c), (int, float)) else "" for c in cols
         ]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m sed_lightning.ensemble",
-        description="Average the saved frame scores of several runs into an ensemble run "
-        "folder; tune its decoder on validation, then score its test.",
-    )
-    parser.add_argument("run_dirs", type=Path, nargs="+")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--weights", type=float, nargs="+", default=None)
-    parser.add_argument("--no-tune", action="store_true", help="validation only; no test read")
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    start = time.perf_counter()
-    print(f"ensemble of {len(args.run_dirs)} runs -> {args.out}", flush=True)
-    try:
-        figures = build(args.run_dirs, args.out, args.weights, tune=not args.no_tune)
-    except (OSError, LabelFileError, EnsembleError) as err:
-        raise SystemExit(f"ensemble: {err}") from None
-    print_table(args.run_dirs, figures)
-    print(f"-> {args.out} ({time.perf_counter() - start:.1f} s)")
-
-
-if __name__ == "__main__":
-    main()
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

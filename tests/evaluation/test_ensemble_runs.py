@@ -1,4 +1,4 @@
-"""The ensemble of saved runs (``python -m sed_lightning.ensemble``): the fake runs of the
+"""The ensemble of saved runs (``sed-tools ensemble``): the fake runs of the
 tuning tests, where one member keeps a false positive that the other scores low."""
 
 from __future__ import annotations
@@ -8,10 +8,16 @@ from functools import partial
 
 import pytest
 
-from sed_lightning.ensemble import main
 from sed_lightning.evaluation.scores import read_scores
-from sed_lightning.postprocessing.tuning import evaluate_split, load_split, run_postprocess
-from tests.test_tune_postprocess import clip_scores, fake_run
+from sed_lightning.postprocessing.saved_runs import (
+    load_split,
+    run_postprocess,
+)
+from sed_lightning.postprocessing.tuning import (
+    evaluate_split,
+)
+from sed_lightning.tools import main
+from tests.postprocessing.test_tuning import clip_scores, fake_run
 
 
 @pytest.fixture
@@ -24,7 +30,7 @@ def members(tmp_path):
 
 def test_the_mean_scores_drop_a_false_positive_only_one_member_makes(tmp_path, members, capsys):
     out = tmp_path / "ens"
-    main([*map(str, members), "--out", str(out)])
+    main(["ensemble", *map(str, members), "--out", str(out)])
     printed = capsys.readouterr().out
     assert "| ensemble |" in printed
     got = read_scores(out / "val_scores")["val_000"]["knock"].to_numpy()
@@ -48,16 +54,16 @@ def test_the_mean_scores_drop_a_false_positive_only_one_member_makes(tmp_path, m
 
 def test_no_tune_reads_no_test_file_and_bad_members_are_named(tmp_path, members):
     out = tmp_path / "ens"
-    main([*map(str, members), "--out", str(out), "--no-tune"])
+    main(["ensemble", *map(str, members), "--out", str(out), "--no-tune"])
     assert (out / "metrics_val.json").is_file() and not (out / "scores").exists()
     other = fake_run(tmp_path / "short")
     (other / "val_scores" / "val_001.tsv").unlink()
-    with pytest.raises(SystemExit, match=r"ensemble: .*short: not the clips of"):
-        main([str(members[0]), str(other), "--out", str(tmp_path / "e2")])
+    with pytest.raises(SystemExit, match=r"^sed-tools ensemble: .*short: not the clips of"):
+        main(["ensemble", str(members[0]), str(other), "--out", str(tmp_path / "e2")])
     with pytest.raises(SystemExit, match="is not an ensemble folder"):
-        main([*map(str, members), "--out", str(other)])  # a run: never overwritten
+        main(["ensemble", *map(str, members), "--out", str(other)])  # a run: never overwritten
     assert (other / "val_scores" / "val_000.tsv").is_file()
     with pytest.raises(SystemExit, match="is one of the members"):
-        main([*map(str, members), "--out", str(members[1])])
+        main(["ensemble", *map(str, members), "--out", str(members[1])])
     with pytest.raises(SystemExit, match="val_scores: no such folder"):
-        main([str(members[0]), str(tmp_path), "--out", str(tmp_path / "e3")])
+        main(["ensemble", str(members[0]), str(tmp_path), "--out", str(tmp_path / "e3")])

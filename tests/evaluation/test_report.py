@@ -15,23 +15,20 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import OmegaConf, open_dict
 from scipy import stats
 
+from sed_lightning.evaluation.report import METRICS, markdown, report, summary_table, table_metrics
+from sed_lightning.evaluation.report_runs import load_runs
 from sed_lightning.evaluation.settings import DCASE2016_KEYS
-from sed_lightning.report import (
-    METRICS,
-    load_runs,
-    main,
-    markdown,
-    report,
-    summary_table,
-    table_metrics,
-)
-from sed_lightning.training.run_info import RUN_INFO, write_run_info
+from sed_lightning.run_files import RUN_INFO
+from sed_lightning.tools import main
+from sed_lightning.training.run_info import write_run_info
 from tests.conftest import ROOT, TINY, compose_train
 from tests.training.runs import ensure_data, env
 
 # every study config (conf/experiment/ablation/*.yaml but the shared part)
 STUDIES = sorted(
-    p.stem for p in (ROOT / "sed_lightning/conf/experiment/ablation").glob("*.yaml") if p.stem != "common"
+    p.stem
+    for p in (ROOT / "sed_lightning/conf/experiment/ablation").glob("*.yaml")
+    if p.stem != "common"
 )
 STUDY = {"name": "loss_weighting", "reference": "loss=fixed", "budget": "3 epochs"}
 
@@ -429,14 +426,14 @@ def test_unfinished_runs_are_left_out(tmp_path):
 
 
 def test_no_run_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="no run found under"):
-        main([str(tmp_path)])
+    with pytest.raises(SystemExit, match="^sed-tools report: no run found under"):
+        main(["report", str(tmp_path)])
     assert not (tmp_path / "results.md").exists()
 
 
 def test_runs_dir_option(tmp_path):
     fake_study(tmp_path / "elsewhere", {"fixed": [1, 2]})
-    main([str(tmp_path / "study"), "--runs-dir", str(tmp_path / "elsewhere")])
+    main(["report", str(tmp_path / "study"), "--runs-dir", str(tmp_path / "elsewhere")])
     assert (tmp_path / "study" / "results.csv").is_file()
 
 
@@ -580,7 +577,7 @@ def test_a_study_spanning_a_new_option_or_a_resume_is_not_split_by_them():
 
     from omegaconf import OmegaConf
 
-    from sed_lightning.report import factor_keys, factor_values
+    from sed_lightning.evaluation.report_runs import factor_keys, factor_values
 
     def run(overrides, choices, config, seed=1):
         config = OmegaConf.create({"seed": seed, **config})

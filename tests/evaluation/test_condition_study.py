@@ -1,4 +1,4 @@
-"""Figures per condition of saved runs (``tune_postprocess conditions``): the fake runs of
+"""Figures per condition of saved runs (``sed-tools conditions``): the fake runs of
 the tuning-cv tests, whose decoded F1 is known clip by clip."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 import yaml
 
-from sed_lightning.tune_postprocess import main
-from tests.test_tuning_cv import N_VAL, fake_run
+from sed_lightning.tools import main
+from tests.postprocessing.test_tuning_cv import N_VAL, fake_run
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def test_a_run_that_cannot_be_scored_is_named_and_the_others_are(tmp_path, condi
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
     (error,) = captured.err.strip().splitlines()[-1:]
-    assert error.startswith(f"conditions: {tmp_path / 'missing'}")
+    assert error.startswith(f"sed-tools conditions: {tmp_path / 'missing'}")
     assert "| microphone | near |" in captured.out
     with pytest.raises(SystemExit, match="no tuned decoder|no run could be scored"):
         main(["conditions", str(good), "--conditions", str(conditions), "--decoder", "tuned"])
