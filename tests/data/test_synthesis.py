@@ -19,18 +19,12 @@ import pytest
 from filelock import FileLock
 
 from sed_lightning.data.audio import load_audio
+from sed_lightning.data.mixing import SAME_CLASS_GAP, candidate_pieces, synthesize_clip
 from sed_lightning.data.procedural import generate_background
+from sed_lightning.data.set_locks import SetInUseError
+from sed_lightning.data.set_spec import SetSpec, SoundscapeConfig
 from sed_lightning.data.sources import EventBank, EventBankError
-from sed_lightning.data.synthesis import (
-    SAME_CLASS_GAP,
-    SetInUseError,
-    SetSpec,
-    SoundscapeConfig,
-    candidate_pieces,
-    synthesize_clip,
-    synthesize_dataset,
-    synthesize_set,
-)
+from sed_lightning.data.synthesis import synthesize_dataset, synthesize_set
 from sed_lightning.data.tsv import (
     read_durations_tsv,
     read_strong_tsv,
@@ -379,7 +373,7 @@ def test_a_set_being_written_elsewhere_is_waited_for(
     spec = SetSpec("busy", "weak", "train", n_clips=2, seed=3)
     other = FileLock(tmp_path / ".busy.lock")  # another process writing the set
     other.acquire()
-    with caplog.at_level(logging.INFO, logger="sed_lightning.data.synthesis"):
+    with caplog.at_level(logging.INFO, logger="sed_lightning.data.set_locks"):
         with ThreadPoolExecutor(1) as pool:
             job = pool.submit(synthesize_set, tmp_path / "busy", bank, spec, TINY_CFG)
             time.sleep(0.5)
@@ -394,7 +388,8 @@ def test_a_set_being_written_elsewhere_is_waited_for(
 READER = """
 import sys
 from sed_lightning.data.sources import EventBank
-from sed_lightning.data.synthesis import SetSpec, SoundscapeConfig, synthesize_set
+from sed_lightning.data.set_spec import SetSpec, SoundscapeConfig
+from sed_lightning.data.synthesis import synthesize_set
 cfg = SoundscapeConfig(clip_duration=1.0, max_events=1)
 synthesize_set(sys.argv[1], EventBank(sys.argv[2]), SetSpec("read", "weak", "train", 2, 0), cfg)
 print("reading", flush=True)
