@@ -11,7 +11,7 @@ from typing import Any
 from sed_lightning.common import plain
 from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.datasets import SetSource
-from sed_lightning.data.procedural import build_event_bank
+from sed_lightning.data.procedural_bank import build_event_bank
 from sed_lightning.data.recipes import ClipMaker
 from sed_lightning.data.set_spec import PROCEDURAL_BACKGROUNDS, SetSpec, SoundscapeConfig
 from sed_lightning.data.sources import EventBank

@@ -15,11 +15,10 @@ from sed_lightning.data.procedural import (
     DEFAULT_CLASSES,
     DURATION_RANGES,
     EVENT_PEAK,
-    build_event_bank,
     generate_background,
     generate_event,
-    split_counts,
 )
+from sed_lightning.data.procedural_bank import build_event_bank, split_counts
 from sed_lightning.data.sources import METADATA_COLUMNS, EventBank
 
 SR = 16000

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from sed_lightning.data.backgrounds import BackgroundBank
-from sed_lightning.data.procedural import build_event_bank
+from sed_lightning.data.procedural_bank import build_event_bank
 from sed_lightning.data.set_spec import SetSpec, SoundscapeConfig
 from sed_lightning.data.sources import EventBank
 from sed_lightning.data.synthesis import synthesize_dataset
