@@ -15,10 +15,8 @@ from sed_lightning.features.augment import (
     NoiseOverlay,
     SpecAugment,
     TimeShift,
-    coloured_noise,
-    random_crop,
-    rms,
 )
+from sed_lightning.features.noise import coloured_noise, random_crop, rms
 from sed_lightning.train import train
 from sed_lightning.training.build import build_module
 from tests.conftest import compose_train, finalize
