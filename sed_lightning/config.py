@@ -55,7 +55,7 @@ class DataConfig:
     pin_memory: bool = False
     seed: int = 0
     n_batches: int | None = None
-    on_bad_file: str = "raise"  # raise | skip (see sed_lightning/data/validation.py)
+    on_bad_file: str = "raise"  # raise | skip (see sed_lightning/data/bad_files.py)
     output_dir: str | None = None  # run dir: skipped.tsv / validation_errors.tsv
 
 

@@ -28,8 +28,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from sed_lightning.common import plain
+from sed_lightning.data.merge_events import merge_same_class_events
 from sed_lightning.data.tsv import LabelFileError, read_durations_tsv, read_strong_tsv
-from sed_lightning.data.validation import merge_same_class_events
 from sed_lightning.evaluation.conditions import metrics_by_condition, read_conditions
 from sed_lightning.evaluation.metrics import (
     dcase2016_metrics,

@@ -11,15 +11,11 @@ from typing import Any
 from sed_lightning.common import plain
 from sed_lightning.data.backgrounds import BackgroundBank
 from sed_lightning.data.datasets import SetSource
-from sed_lightning.data.procedural import build_event_bank
+from sed_lightning.data.procedural_bank import build_event_bank
+from sed_lightning.data.recipes import ClipMaker
+from sed_lightning.data.set_spec import PROCEDURAL_BACKGROUNDS, SetSpec, SoundscapeConfig
 from sed_lightning.data.sources import EventBank
-from sed_lightning.data.synthesis import (
-    PROCEDURAL_BACKGROUNDS,
-    ClipMaker,
-    SetSpec,
-    SoundscapeConfig,
-    synthesize_dataset,
-)
+from sed_lightning.data.synthesis import synthesize_dataset
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +29,7 @@ class SoundscapeBuilder:
         out_dir: where the sets are written (one folder each).
         class_names: the classes the experiment expects; the event bank must match.
         sets: per set name: ``kind``, ``source_split``, ``n_clips``, ``seed``.
-        soundscape: :class:`~sed_lightning.data.synthesis.SoundscapeConfig` fields.
+        soundscape: :class:`~sed_lightning.data.set_spec.SoundscapeConfig` fields.
         events_dir: folder of real isolated events with a ``metadata.csv``; ``None``
             generates the built-in procedural bank into ``bank_dir``.
         bank_dir: where the procedural bank goes.

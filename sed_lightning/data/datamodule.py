@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import ConcatDataset, DataLoader
 
+from sed_lightning.data.bad_files import ON_BAD_FILE, enforce, write_skipped
 from sed_lightning.data.batch import SEDBatch
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.datasets import SEDDataset, SetSource, kind_groups
@@ -22,13 +23,7 @@ from sed_lightning.data.sampler import (
     MixedKindBatchSampler,
     ResumableDataLoader,
 )
-from sed_lightning.data.validation import (
-    ON_BAD_FILE,
-    ValidationReport,
-    enforce,
-    validate_set,
-    write_skipped,
-)
+from sed_lightning.data.validation import ValidationReport, validate_set
 
 log = logging.getLogger(__name__)
 

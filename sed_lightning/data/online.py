@@ -27,7 +27,7 @@ from sed_lightning.data.audio import save_audio
 from sed_lightning.data.batch import clip_item
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
-from sed_lightning.data.synthesis import ClipMaker
+from sed_lightning.data.recipes import ClipMaker
 
 __all__ = ["BUILDER_FILE", "OnlineSoundscapes", "rerender"]
 

@@ -4,7 +4,7 @@ An event-bank folder holds audio files and a ``metadata.csv`` with columns
 ``filename`` (relative to the folder), ``event_label``, ``duration`` (seconds) and
 ``split`` (``train`` / ``validation`` / ``test``). Both the real source folders (e.g.
 ``dcase2016_task2_events``) and procedurally generated banks
-(:func:`~.procedural.build_event_bank`) use this layout. The folder is only read,
+(:func:`~.procedural_bank.build_event_bank`) use this layout. The folder is only read,
 never copied or modified.
 """
 

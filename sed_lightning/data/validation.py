@@ -4,9 +4,9 @@
 :mod:`~sed_lightning.data.tsv`) and every clip's audio (header, then a full decode) and
 returns a :class:`ValidationReport`: the problems that make a clip unusable, the cleaned
 labels :class:`~sed_lightning.data.datasets.SEDDataset` serves, and notes on what was
-handled. :func:`enforce` applies ``data.on_bad_file`` to the reports of all the sets a
-run uses: ``raise`` raises one :class:`DataValidationError` listing every problem grouped
-by set; ``skip`` leaves the bad clips out and lists them in ``skipped.tsv``.
+handled. :func:`~.bad_files.enforce` applies ``data.on_bad_file`` to the reports of all
+the sets a run uses: ``raise`` raises one :class:`DataValidationError` listing every
+problem grouped by set; ``skip`` leaves the bad clips out and lists them in ``skipped.tsv``.
 
 Problems (the clip is unusable; ``file`` and ``line`` say where to fix it):
 
@@ -42,13 +42,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
 
 from sed_lightning.data.audio import (
     AUDIO_SUFFIXES,
@@ -58,6 +56,7 @@ from sed_lightning.data.audio import (
     resampled_length,
 )
 from sed_lightning.data.batch import KINDS
+from sed_lightning.data.merge_events import Event, merge_same_class
 from sed_lightning.data.tsv import (
     LINE_COLUMN,
     LabelFileError,
@@ -69,25 +68,19 @@ from sed_lightning.data.tsv import (
 
 __all__ = [
     "AUDIO_SUFFIXES",
-    "ON_BAD_FILE",
+    "MAX_LISTED",
     "DataValidationError",
     "Note",
     "Problem",
     "SetSource",
     "ValidationReport",
-    "enforce",
+    "format_problems",
     "validate_set",
 ]
 
 log = logging.getLogger(__name__)
 
-ON_BAD_FILE = ("raise", "skip")
 MAX_LISTED = 50  # problems printed in an error message (all of them go to the TSV)
-ERRORS_TSV = "validation_errors.tsv"
-SKIPPED_TSV = "skipped.tsv"
-_EPS = 1e-9
-
-Event = tuple[float, float, str]
 
 
 @dataclass
@@ -202,7 +195,7 @@ class ValidationReport:
         """Raise :class:`DataValidationError` when the set has any problem."""
         if self.problems:
             raise DataValidationError(
-                _format({self.name: self.problems}, None), {self.name: list(self.problems)}
+                format_problems({self.name: self.problems}, None), {self.name: list(self.problems)}
             )
 
 
@@ -450,7 +443,7 @@ class _SetChecker:
                     cut_at_crop += 1
                     offset = self.clip_duration
                 kept.append((onset, offset, label, line))
-            events, merges = _merge_same_class(kept)
+            events, merges = merge_same_class(kept)
             merged.extend((clip, lines) for lines in merges)
             self.report.events[clip] = events
         self.crop_events = (past_crop, cut_at_crop)
@@ -529,56 +522,6 @@ class _SetChecker:
                 )
 
 
-def merge_same_class_events(events: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Merge overlapping or touching same-class events, per file, in a strong event table.
-
-    Returns the merged table (sorted by filename, onset) and the files that had merges.
-    sed_eval and sed_scores_eval reject such references; this is what the datasets do too.
-    """
-    rows, touched = [], []
-    for filename, group in events.groupby("filename", sort=True):
-        evs = [(r.onset, r.offset, r.event_label, i) for i, r in enumerate(group.itertuples())]
-        merged, groups = _merge_same_class(evs)
-        rows.extend((filename, *ev) for ev in merged)
-        if groups:
-            touched.append(str(filename))
-    table = pd.DataFrame(rows, columns=["filename", "onset", "offset", "event_label"])
-    table.attrs.update(events.attrs)
-    return table, touched
-
-
-def _merge_same_class(
-    events: list[tuple[float, float, str, int]],
-) -> tuple[list[Event], list[list[int]]]:
-    """Merge overlapping or touching events of one class.
-
-    Returns the events sorted by onset and, for every merged group, its lines.
-    """
-    by_label: dict[str, list[tuple[float, float, str, int]]] = defaultdict(list)
-    for ev in events:
-        by_label[ev[2]].append(ev)
-    out: list[Event] = []
-    groups: list[list[int]] = []
-    for label, evs in by_label.items():
-        evs.sort()
-        cur_on, cur_off, lines = evs[0][0], evs[0][1], [evs[0][3]]
-        for onset, offset, _, line in evs[1:]:
-            if onset <= cur_off + _EPS:
-                cur_off = max(cur_off, offset)
-                lines.append(line)
-                continue
-            out.append((cur_on, cur_off, label))
-            if len(lines) > 1:
-                groups.append(sorted(lines))
-            cur_on, cur_off, lines = onset, offset, [line]
-        out.append((cur_on, cur_off, label))
-        if len(lines) > 1:
-            groups.append(sorted(lines))
-    out.sort(key=lambda e: (e[0], e[1], e[2]))
-    groups.sort()
-    return out, groups
-
-
 def _cap(items: Iterable[str], limit: int = 10) -> str:
     items = list(items)
     more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
@@ -590,7 +533,11 @@ def _strip_prefix(message: str, path: object) -> str:
     return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def _format(problems: Mapping[str, Sequence[Problem]], tsv: Path | None, hint: str = "") -> str:
+def format_problems(
+    problems: Mapping[str, Sequence[Problem]], tsv: Path | None, hint: str = ""
+) -> str:
+    """The message of a :class:`DataValidationError`: the problems grouped by set, the first
+    :data:`MAX_LISTED` of them listed, ``tsv`` named as the file that lists them all."""
     total = sum(len(v) for v in problems.values())
     sets = [k for k, v in problems.items() if v]
     lines = [f"data validation found {total} problem(s) in {len(sets)} set(s){hint}:"]
@@ -608,68 +555,3 @@ def _format(problems: Mapping[str, Sequence[Problem]], tsv: Path | None, hint: s
     elif tsv:
         lines.append(f"(also listed in {tsv})")
     return "\n".join(lines)
-
-
-def _write_tsv(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows, columns=list(columns)).to_csv(path, sep="\t", index=False)
-
-
-def enforce(
-    reports: Mapping[str, ValidationReport],
-    on_bad_file: str,
-    output_dir: str | os.PathLike | None = None,
-    write: bool = True,
-) -> list[dict]:
-    """Apply ``on_bad_file`` to the reports of the sets a run uses.
-
-    ``raise``: any problem -> one :class:`DataValidationError` listing every problem,
-    grouped by set (the first :data:`MAX_LISTED` in the message; all of them in
-    ``output_dir/validation_errors.tsv``, columns ``set file line reason``).
-
-    ``skip``: the bad clips are already left out of each report's ``filenames``; they
-    are logged and returned as rows ``{set, filename, reason}`` (for ``skipped.tsv``).
-    Problems of a whole set, or a set left without clips, still raise.
-
-    ``write``: write ``validation_errors.tsv`` (only rank 0 should).
-    """
-    if on_bad_file not in ON_BAD_FILE:
-        raise ValueError(f"on_bad_file must be one of {ON_BAD_FILE}, got {on_bad_file!r}")
-    if on_bad_file == "raise":
-        fatal = {name: list(r.problems) for name, r in reports.items() if r.problems}
-        hint = "; fix them, or set data.on_bad_file=skip to leave the bad clips out"
-    else:
-        fatal = {}
-        for name, r in reports.items():
-            problems = list(r.set_problems)
-            if not problems and not r.filenames:
-                where = r.source.labels or r.source.durations or r.source.audio_dir
-                problems.append(
-                    Problem(str(where), None, "every clip of the set has a problem; none left")
-                )
-            if problems:
-                fatal[name] = problems
-        hint = " that on_bad_file=skip cannot skip (they concern whole sets)"
-    if fatal:
-        tsv = Path(output_dir) / ERRORS_TSV if output_dir is not None else None
-        if tsv is not None and write:
-            rows = [
-                {"set": name, "file": p.file, "line": p.line, "reason": p.reason}
-                for name, problems in fatal.items()
-                for p in problems
-            ]
-            _write_tsv(tsv, rows, ["set", "file", "line", "reason"])
-        raise DataValidationError(_format(fatal, tsv, hint), fatal)
-    skipped = [
-        {"set": name, "filename": clip, "reason": "; ".join(str(p) for p in problems)}
-        for name, r in reports.items()
-        for clip, problems in r.bad_clips.items()
-    ]
-    return skipped
-
-
-def write_skipped(rows: list[dict], output_dir: str | os.PathLike) -> Path:
-    """Write ``skipped.tsv`` (columns ``set filename reason``) into ``output_dir``."""
-    path = Path(output_dir) / SKIPPED_TSV
-    _write_tsv(path, rows, ["set", "filename", "reason"])
-    return path

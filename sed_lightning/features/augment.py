@@ -27,6 +27,7 @@ from torch import nn
 
 from sed_lightning.data.audio import AUDIO_SUFFIXES, load_audio
 from sed_lightning.data.batch import SEDBatch, clip_kind_masks
+from sed_lightning.features.noise import EPS, coloured_noise, random_crop, rms
 
 __all__ = [
     "Augmentation",
@@ -35,24 +36,8 @@ __all__ = [
     "NoiseOverlay",
     "SpecAugment",
     "TimeShift",
-    "coloured_noise",
     "kind_masks",
-    "rms",
 ]
-
-_EPS = 1e-12
-
-
-def rms(x: torch.Tensor) -> torch.Tensor:
-    """Root mean square over the last axis.
-
-    Shape:
-        ``(..., n_samples)`` -> ``(...)``.
-
-    >>> rms(torch.tensor([[3.0, -3.0], [0.0, 0.0]]))
-    tensor([3., 0.])
-    """
-    return x.square().mean(dim=-1).sqrt()
 
 
 def draw(p: float, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -79,46 +64,6 @@ def kind_masks(batch: SEDBatch) -> list[torch.Tensor]:
     return list(clip_kind_masks(batch.has_weak, batch.has_strong).values())
 
 
-def coloured_noise(
-    beta: torch.Tensor, n_samples: int, sample_rate: int = 16000, f_floor: float = 20.0
-) -> torch.Tensor:
-    """Gaussian noise with power spectrum ``1 / f**beta``, unit RMS, one clip per ``beta``.
-
-    ``beta`` = 0 white, 1 pink, 2 brown. White noise is shaped in the FFT domain (as in
-    :func:`~sed_lightning.data.procedural.generate_background`, but batched in torch);
-    frequencies below ``f_floor`` Hz get the gain of ``f_floor`` and DC is removed.
-
-    Shape:
-        beta: ``(n_clips,)`` -> ``(n_clips, n_samples)`` on ``beta``'s device.
-
-    >>> noise = coloured_noise(torch.tensor([0.0, 1.0, 2.0]), 16000)
-    >>> noise.shape, torch.allclose(rms(noise), torch.ones(3))
-    (torch.Size([3, 16000]), True)
-    """
-    device = beta.device
-    white = torch.randn(beta.shape[0], n_samples, device=device)
-    freqs = torch.fft.rfftfreq(n_samples, d=1.0 / sample_rate, device=device)
-    gain = freqs.clamp_min(f_floor)[None, :] ** (-beta[:, None] / 2)
-    gain[:, 0] = 0.0
-    noise = torch.fft.irfft(torch.fft.rfft(white) * gain, n=n_samples)
-    return noise / rms(noise).clamp_min(_EPS)[:, None]
-
-
-def random_crop(noise: torch.Tensor, n_samples: int) -> torch.Tensor:
-    """A random ``n_samples`` excerpt; a shorter ``noise`` is tiled from a random start.
-
-    Shape:
-        ``(length,)`` -> ``(n_samples,)``.
-
-    >>> random_crop(torch.tensor([1.0, 2.0]), 5).tolist() in ([1, 2, 1, 2, 1], [2, 1, 2, 1, 2])
-    True
-    """
-    length = noise.shape[0]
-    high = length - n_samples + 1 if length >= n_samples else length
-    start = int(torch.randint(high, ()))
-    return noise[(start + torch.arange(n_samples)) % length]
-
-
 class NoiseOverlay(nn.Module):
     """Mixes a background into weak-only clips at a random event-to-background ratio.
 
@@ -133,7 +78,7 @@ class NoiseOverlay(nn.Module):
         noise_dir: folder of background recordings (``.wav/.flac/.ogg``, searched
             recursively, loaded once on first use at ``sample_rate``); each clip gets a
             random file, randomly cropped or tiled to the clip length. ``None``: coloured
-            noise (:func:`coloured_noise`) with exponent uniform in ``beta``.
+            noise (:func:`~.noise.coloured_noise`) with exponent uniform in ``beta``.
         beta: ``(low, high)`` range of the coloured-noise exponent.
         sample_rate: audio sample rate (Hz).
 
@@ -186,7 +131,7 @@ class NoiseOverlay(nn.Module):
         apply = draw(self.p, len(batch), audio.device) & weak_only
         noise = self.backgrounds(len(batch), audio.shape[-1], audio.device).to(audio.dtype)
         ebr = uniform(*self.ebr_db, len(batch), audio.device)
-        noise_rms = (rms(noise) * 10 ** (ebr / 20)).clamp_min(_EPS)
+        noise_rms = (rms(noise) * 10 ** (ebr / 20)).clamp_min(EPS)
         gain = rms(audio) / noise_rms
         mixed = torch.where(apply[:, None], audio + gain[:, None] * noise, audio)
         return replace(batch, audio=mixed)

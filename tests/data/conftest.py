@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sed_lightning.data.procedural import build_event_bank
+from sed_lightning.data.procedural_bank import build_event_bank
 
 TINY_CLASSES = ("alarm", "knock", "engine")
 

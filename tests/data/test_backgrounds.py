@@ -11,8 +11,9 @@ import soundfile as sf
 
 from sed_lightning.data.backgrounds import BackgroundBank, BackgroundBankError
 from sed_lightning.data.procedural import BACKGROUND_RMS
+from sed_lightning.data.set_spec import SetSpec, SoundscapeConfig
 from sed_lightning.data.sources import EventBank
-from sed_lightning.data.synthesis import SetSpec, SoundscapeConfig, synthesize_dataset
+from sed_lightning.data.synthesis import synthesize_dataset
 from tests.data.conftest import find_shared_dir
 
 SR = 16000

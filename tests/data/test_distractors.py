@@ -10,7 +10,8 @@ import pytest
 
 from sed_lightning.data.distractors import Distractors, render_distractors
 from sed_lightning.data.online import OnlineSoundscapes
-from sed_lightning.data.synthesis import SoundscapeConfig, _config_content
+from sed_lightning.data.set_cache import config_content
+from sed_lightning.data.set_spec import SoundscapeConfig
 from tests.data.test_online import _builder, _encoder
 
 SR = 16000
@@ -107,9 +108,9 @@ def test_the_layer_is_added_to_the_clip_and_targets_keep_their_ratio(tmp_path, t
 
 
 def test_off_hashes_as_before_and_a_set_can_switch_it_off():
-    assert "distractors" not in _config_content(SoundscapeConfig())
+    assert "distractors" not in config_content(SoundscapeConfig())
     on = SoundscapeConfig(distractors={"p": 0.5})
-    assert _config_content(on)["distractors"]["p"] == 0.5
+    assert config_content(on)["distractors"]["p"] == 0.5
     assert isinstance(on.distractors, Distractors)
 
 
@@ -142,8 +143,9 @@ def test_the_office_recipe_switches_them_on_for_training_only(tmp_path):
 def test_a_set_spelling_them_off_reuses_its_cached_files(tmp_path, tiny_bank_dir):
     """The office evaluation sets spell ``distractors: {p: 0}``: their cache made before the
     option existed stays valid; switched on, the set is made again with them."""
+    from sed_lightning.data.set_spec import SetSpec
     from sed_lightning.data.sources import EventBank
-    from sed_lightning.data.synthesis import SetSpec, synthesize_set
+    from sed_lightning.data.synthesis import synthesize_set
     from tests.data.test_synthesis import TINY_CFG
 
     bank, out = EventBank(tiny_bank_dir), tmp_path / "validation"

@@ -14,8 +14,9 @@ from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.data.online import OnlineSoundscapes
 from sed_lightning.data.procedural import generate_ambience, generate_background, generate_textures
+from sed_lightning.data.recipes import ClipMaker
+from sed_lightning.data.set_spec import SoundscapeConfig
 from sed_lightning.data.sources import EventBank
-from sed_lightning.data.synthesis import ClipMaker, SoundscapeConfig
 from sed_lightning.tools import main
 from tests.data.conftest import TINY_CLASSES
 

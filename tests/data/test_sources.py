@@ -12,9 +12,10 @@ import pytest
 from sed_lightning.data.builders import SoundscapeBuilder
 from sed_lightning.data.labels import LabelEncoder
 from sed_lightning.data.online import OnlineSoundscapes
-from sed_lightning.data.procedural import build_event_bank
+from sed_lightning.data.procedural_bank import build_event_bank
+from sed_lightning.data.set_spec import SetSpec
 from sed_lightning.data.sources import EventBank, EventSource, per_class_subset
-from sed_lightning.data.synthesis import SetSpec, synthesize_set
+from sed_lightning.data.synthesis import synthesize_set
 from sed_lightning.data.tsv import read_strong_tsv
 from tests.data.conftest import TINY_CLASSES
 from tests.data.test_synthesis import TINY_CFG

@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 from sed_lightning.data.backgrounds import BackgroundBank
-from sed_lightning.data.procedural import build_event_bank
+from sed_lightning.data.procedural_bank import build_event_bank
+from sed_lightning.data.set_spec import SetSpec, SoundscapeConfig
 from sed_lightning.data.sources import EventBank
-from sed_lightning.data.synthesis import SetSpec, SoundscapeConfig, synthesize_dataset
+from sed_lightning.data.synthesis import synthesize_dataset
 from sed_lightning.data.tsv import LabelFileError, read_strong_tsv
 from sed_lightning.evaluate import evaluate_files
 from sed_lightning.evaluation import dcase2016_metrics, sed_eval_metrics

@@ -15,10 +15,8 @@ from sed_lightning.features.augment import (
     NoiseOverlay,
     SpecAugment,
     TimeShift,
-    coloured_noise,
-    random_crop,
-    rms,
 )
+from sed_lightning.features.noise import rms
 from sed_lightning.train import train
 from sed_lightning.training.build import build_module
 from tests.conftest import compose_train, finalize
@@ -190,25 +188,6 @@ def test_noise_overlay_changes_only_weak_only_clips_within_the_ratio(seed):
 def test_noise_overlay_with_p0_is_identity():
     batch = make_batch("wwww")
     assert_same(NoiseOverlay(p=0.0)(batch), batch)
-
-
-@pytest.mark.parametrize(("beta", "ratio"), [(0.0, 1.0), (1.0, 10.0), (2.0, 100.0)])
-def test_coloured_noise_spectrum_falls_as_one_over_f_to_the_beta(beta, ratio):
-    torch.manual_seed(0)
-    noise = coloured_noise(torch.full((8,), beta), SR, sample_rate=SR)  # 1 Hz bins
-    power = torch.fft.rfft(noise).abs().square().mean(0)
-    # Mean of 1/f^beta over [100, 200) Hz vs [1000, 2000) Hz: 1, 10, 100 for beta 0, 1, 2.
-    measured = power[100:200].mean() / power[1000:2000].mean()
-    assert measured.item() == pytest.approx(ratio, rel=0.2)
-
-
-def test_random_crop_of_a_long_file_is_contiguous_and_a_short_one_tiles():
-    torch.manual_seed(0)
-    for _ in range(20):
-        crop = random_crop(torch.arange(10.0), 4)
-        assert torch.equal(crop.diff(), torch.ones(3)) and 0 <= crop[0] <= 6
-        tiled = random_crop(torch.arange(3.0), 7)
-        assert torch.equal(tiled, (tiled[0] + torch.arange(7.0)) % 3)
 
 
 def test_noise_overlay_from_a_folder_tiles_the_recording(tmp_path):
