@@ -86,7 +86,8 @@ def installed(tmp_path_factory) -> dict:
         if k not in ("PYTHONPATH", "VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT")
     }
     uv = _uv()
-    _run([uv, "build", "--wheel", "--out-dir", str(tmp / "dist")], ROOT, base_env)
+    # sdist, then the wheel from it (in uv's temp folder: no build/ left in the clone)
+    _run([uv, "build", "--out-dir", str(tmp / "dist")], ROOT, base_env)
     (wheel,) = (tmp / "dist").glob("sed_lightning-*.whl")
     venv = tmp / "env"
     sync = [uv, "sync", "--frozen", "--no-dev", "--no-install-project", "--python", sys.executable]
@@ -109,7 +110,7 @@ def test_the_wheel_holds_the_configs(installed):
     assert "sed_lightning/conf/experiment/dcase2016_office.yaml" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     scripts = zipfile.ZipFile(installed["wheel"]).read(entry_points).decode()
-    for command in ("sed-train", "sed-predict", "sed-evaluate"):
+    for command in ("sed-train", "sed-predict", "sed-evaluate", "sed-tools"):
         assert command in scripts
 
 
@@ -137,6 +138,10 @@ def test_help_lists_the_groups_a_user_can_set(installed):
         out = _run([str(installed["bin"] / command), "--help"], installed["project"],
                    installed["env"]).stdout  # fmt: skip
         assert command in out
+    out = _run([str(installed["bin"] / "sed-tools"), "--help"], installed["project"],
+               installed["env"]).stdout  # fmt: skip
+    for sub in ("tune", "tune-cv", "median-study", "conditions", "ensemble", "report", "rerender"):
+        assert sub in out
 
 
 def test_train_predict_evaluate_from_a_user_project(installed):

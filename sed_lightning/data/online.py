@@ -1,7 +1,7 @@
 """Soundscapes made on the fly: training clips rendered anew every epoch.
 
 Clip ``index`` of epoch ``epoch`` is drawn from the streams of ``[seed, epoch, index]``
-(:func:`~.synthesis.clip_streams`), so a run is deterministic however many DataLoader
+(:func:`~.recipes.clip_streams`), so a run is deterministic however many DataLoader
 workers render it, and any training clip can be rendered again from its recipe
 (:func:`rerender`)::
 
