@@ -105,15 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ensemble them, report a study; re-render a training clip.",
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+    parsers = {name: add_subcommand(subparsers, name, *spec) for name, spec in SUBCOMMANDS.items()}
 
-    tune = add_subcommand(
-        subparsers,
-        "tune",
-        run_tune,
-        "tune a run's decoder on validation, then score its test",
-        "Tune per-class median window, threshold and minimum duration (or, --method sebbs, "
-        "sound event bounding boxes) on a run's validation scores; evaluate on test.",
-    )
+    tune = parsers["tune"]
     tune.add_argument("run_dir", type=Path)
     add_grid_arguments(tune)
     tune.add_argument(
@@ -129,14 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         "event bounding boxes",
     )
 
-    cv = add_subcommand(
-        subparsers,
-        "tune-cv",
-        run_tune_cv,
-        "k-fold cross-validation of the tuning inside validation",
-        "k-fold cross-validation of the per-class post-processing tuning inside each run's "
-        "validation set (test files never read).",
-    )
+    cv = parsers["tune-cv"]
     cv.add_argument("run_dirs", type=Path, nargs="+", help="run folders (with val_scores/)")
     cv.add_argument("--folds", type=folds, default=2, help="k (at least 2)")
     cv.add_argument("--out", type=Path, help="write the result as JSON (default: print only)")
@@ -150,13 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
         "package); several: each further one is also compared with the first",
     )
 
-    study = add_subcommand(
-        subparsers,
-        "median-study",
-        run_median_study,
-        "test F1 vs median window, from saved runs' scores",
-        "Test F1 vs median window from the saved scores of runs (one per seed).",
-    )
+    study = parsers["median-study"]
     study.add_argument(
         "run_dirs", type=Path, nargs="+", help="run folders, or folders to search for runs"
     )
@@ -164,13 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_grid_arguments(study)
     study.add_argument("--wandb", metavar="PROJECT", help="also log the table to W&B")
 
-    conditions = add_subcommand(
-        subparsers,
-        "conditions",
-        run_conditions,
-        "figures per condition (background, EBR) of saved runs",
-        "Figures per condition (background kind, background, EBR level) of saved runs' scores.",
-    )
+    conditions = parsers["conditions"]
     conditions.add_argument("run_dirs", type=Path, nargs="+")
     conditions.add_argument(
         "--conditions",
@@ -184,26 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="write the per-run and summary figures as JSON"
     )
 
-    ensemble = add_subcommand(
-        subparsers,
-        "ensemble",
-        run_ensemble,
-        "average saved runs' scores into an ensemble run folder",
-        "Average the saved frame scores of several runs into an ensemble run folder; tune its "
-        "decoder on validation, then score its test.",
-    )
+    ensemble = parsers["ensemble"]
     ensemble.add_argument("run_dirs", type=Path, nargs="+")
     ensemble.add_argument("--out", type=Path, required=True)
     ensemble.add_argument("--weights", type=float, nargs="+", default=None)
     ensemble.add_argument("--no-tune", action="store_true", help="validation only; no test read")
 
-    report = add_subcommand(
-        subparsers,
-        "report",
-        run_report,
-        "ablation report of a study's runs: results.md, .csv, .png",
-        "Ablation report over a study's runs: results.csv, results.md, results.png.",
-    )
+    report = parsers["report"]
     report.add_argument("study_dir", type=Path, help="experiments/<study>: results.* go here")
     report.add_argument("--runs-dir", type=Path, help="where the runs are (default: study_dir)")
     report.add_argument(
@@ -212,14 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also log the table and plot as a W&B run of PROJECT (offline unless configured)",
     )
 
-    rerender = add_subcommand(
-        subparsers,
-        "rerender",
-        run_rerender,
-        "render one training clip of an online run again",
-        "Re-render one training clip of a run from its config: RUN_DIR SET EPOCH INDEX OUT "
-        "(the audio, and its recipe and truth beside it as OUT.json).",
-    )
+    rerender = parsers["rerender"]
     rerender.add_argument("run_dir", type=Path)
     rerender.add_argument("set")
     rerender.add_argument("epoch", type=int)
@@ -417,6 +372,50 @@ def run_rerender(args: argparse.Namespace) -> None:
     except (OSError, ValueError) as err:
         raise fail(args, err) from None
     print(f"wrote {args.out} and its recipe {recipe}")
+
+
+#: Each subcommand: ``(run, its line in sed-tools --help, its description)``.
+SUBCOMMANDS: dict[str, tuple[Callable[[argparse.Namespace], None], str, str | None]] = {
+    "tune": (
+        run_tune,
+        "tune a run's decoder on validation, then score its test",
+        "Tune per-class median window, threshold and minimum duration (or, --method sebbs, "
+        "sound event bounding boxes) on a run's validation scores; evaluate on test.",
+    ),
+    "tune-cv": (
+        run_tune_cv,
+        "k-fold cross-validation of the tuning inside validation",
+        "k-fold cross-validation of the per-class post-processing tuning inside each run's "
+        "validation set (test files never read).",
+    ),
+    "median-study": (
+        run_median_study,
+        "test F1 vs median window, from saved runs' scores",
+        "Test F1 vs median window from the saved scores of runs (one per seed).",
+    ),
+    "conditions": (
+        run_conditions,
+        "figures per condition (background, EBR) of saved runs",
+        "Figures per condition (background kind, background, EBR level) of saved runs' scores.",
+    ),
+    "ensemble": (
+        run_ensemble,
+        "average saved runs' scores into an ensemble run folder",
+        "Average the saved frame scores of several runs into an ensemble run folder; tune its "
+        "decoder on validation, then score its test.",
+    ),
+    "report": (
+        run_report,
+        "ablation report of a study's runs: results.md, .csv, .png",
+        "Ablation report over a study's runs: results.csv, results.md, results.png.",
+    ),
+    "rerender": (
+        run_rerender,
+        "render one training clip of an online run again",
+        "Re-render one training clip of a run from its config: RUN_DIR SET EPOCH INDEX OUT "
+        "(the audio, and its recipe and truth beside it as OUT.json).",
+    ),
+}
 
 
 if __name__ == "__main__":

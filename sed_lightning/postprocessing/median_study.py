@@ -36,17 +36,8 @@ import yaml
 from sed_lightning.evaluation.metrics import sed_eval_metrics
 from sed_lightning.evaluation.tables import fmt_cell, paired_ttest_p
 from sed_lightning.postprocessing import resolve_per_class, window_in_frames
-from sed_lightning.postprocessing.saved_runs import (
-    SavedSplit,
-    decode,
-    load_split,
-    run_postprocess,
-)
-from sed_lightning.postprocessing.tuning import (
-    DEFAULT_GRID,
-    MedianGrid,
-    tune,
-)
+from sed_lightning.postprocessing.saved_runs import SavedSplit, decode, load_split, run_postprocess
+from sed_lightning.postprocessing.tuning import DEFAULT_GRID, MedianGrid, tune
 from sed_lightning.run_files import SPLIT_FILES
 
 METRICS = ("event_f1", "segment_f1")
