@@ -233,3 +233,15 @@ def test_no_library_module_imports_an_entry_module() -> None:
         if is_entry(target)
     ]
     assert not offenders, "library modules importing entry modules:\n" + "\n".join(offenders)
+
+
+#: The most lines a module of the package may have (one idea a module; a longer one is
+#: split by concern, as data/synthesis.py was).
+MAX_LINES = 599
+
+
+def test_no_module_is_over_the_line_limit():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in module_files().items()}
+    over = {name: n for name, n in sizes.items() if n > MAX_LINES}
+    assert not over, f"modules over {MAX_LINES} lines (split them by concern): {over}"
+    assert max(sizes.values()) > 300  # it reads real modules
