@@ -92,8 +92,8 @@ def installed(tmp_path_factory) -> dict:
     venv = tmp / "env"
     sync = [uv, "sync", "--frozen", "--no-dev", "--no-install-project", "--python", sys.executable]
     _run(sync, ROOT, {**base_env, "UV_PROJECT_ENVIRONMENT": str(venv)})
-    _run([uv, "pip", "install", "--python", str(venv / "bin/python"), "--no-deps", str(wheel)],
-         ROOT, base_env)  # fmt: skip
+    install = [uv, "pip", "install", "--python", str(venv / "bin/python"), "--no-deps"]
+    _run([*install, str(wheel)], ROOT, base_env)
     project = tmp / "my_project"
     (project / "configs/model").mkdir(parents=True)
     (project / "configs/experiment").mkdir()
@@ -115,31 +115,26 @@ def test_the_wheel_holds_the_configs(installed):
 
 
 def test_the_environment_imports_the_installed_copy(installed):
-    where = _run(
-        [
-            str(installed["bin"] / "python"),
-            "-c",
-            "import sed_lightning; print(sed_lightning.__file__)",
-        ],
-        installed["project"],
-        installed["env"],
-    ).stdout.strip()
+    code = "import sed_lightning; print(sed_lightning.__file__)"
+    where = _installed_command(installed, "python", "-c", code).strip()
     assert "site-packages" in where and not where.startswith(str(ROOT)), where
 
 
+def _installed_command(installed: dict, command: str, *args: str) -> str:
+    """What an installed command prints, run from the user's project folder."""
+    cmd = [str(installed["bin"] / command), *args]
+    return _run(cmd, installed["project"], installed["env"]).stdout
+
+
 def test_help_lists_the_groups_a_user_can_set(installed):
-    out = _run([str(installed["bin"] / "sed-train"), "--help"], installed["project"],
-               installed["env"]).stdout  # fmt: skip
+    out = _installed_command(installed, "sed-train", "--help")
     assert "sed-train" in out
     for group in ("model:", "backbone:", "experiment:", "trainer:", "postprocess:"):
         assert group in out
     assert "hydra.searchpath" in out  # how to add one's own config folder
     for command in ("sed-predict", "sed-evaluate"):
-        out = _run([str(installed["bin"] / command), "--help"], installed["project"],
-                   installed["env"]).stdout  # fmt: skip
-        assert command in out
-    out = _run([str(installed["bin"] / "sed-tools"), "--help"], installed["project"],
-               installed["env"]).stdout  # fmt: skip
+        assert command in _installed_command(installed, command, "--help")
+    out = _installed_command(installed, "sed-tools", "--help")
     for sub in ("tune", "tune-cv", "median-study", "conditions", "ensemble", "report", "rerender"):
         assert sub in out
 
